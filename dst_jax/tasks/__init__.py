@@ -1,0 +1,31 @@
+"""Task registry: `make(name, config)` builds a task for the sweep engine.
+
+Each task module defines a frozen `Config` dataclass and a task class implementing
+`dst_jax.tasks.base.Task`. Modules are imported lazily so that importing one task never pays for
+the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dst_jax.tasks.base import ESTIMATOR_FAMILIES, Task
+
+_MODULES = {"sbn": "dst_jax.tasks.sbn", "cae": "dst_jax.tasks.cae", "dlgn": "dst_jax.tasks.dlgn"}
+TASK_NAMES = tuple(_MODULES)
+
+
+def module(name: str):
+    if name not in _MODULES:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
+    return importlib.import_module(_MODULES[name])
+
+
+def make(name: str, config: Any | None = None) -> Task:
+    """Build task `name` from its `Config` (defaults when `config` is None)."""
+    mod = module(name)
+    return mod.make_task(config if config is not None else mod.Config())
+
+
+__all__ = ["ESTIMATOR_FAMILIES", "TASK_NAMES", "Task", "make", "module"]
