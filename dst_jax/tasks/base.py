@@ -38,7 +38,8 @@ class Task(Protocol):
     """What the sweep engine needs from a task. See the module docstring for conventions."""
 
     name: str  # "sbn", "cae", "dlgn"
-    config: Any  # a frozen dataclass of the task's hyperparameters (batch_size, model sizes, ...)
+    # A frozen dataclass of the task's hyperparameters; the engine reads `config.batch_size`.
+    config: Any
 
     # Metrics the engine reports. `headline_metric` picks the best config (its direction says
     # whether larger is better); `heatmap_metrics` get a (tau_f, tau_b) heatmap each.
@@ -46,6 +47,8 @@ class Task(Protocol):
     metric_directions: Mapping[str, Direction]
     heatmap_metrics: tuple[str, ...]
     estimators: tuple[str, ...]  # names this task accepts
+    # Estimators without a temperature (trained once per lr x seed, tau written as 1.0).
+    untempered_estimators: tuple[str, ...]
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
         """Load and preprocess the task's data once, as device arrays.
@@ -83,4 +86,18 @@ class Task(Protocol):
         tau_b: jax.Array,
     ) -> Metrics:
         """Test-split metrics of one model (runs inside the compiled loop)."""
+        ...
+
+    def figures(
+        self,
+        out_dir: str,
+        results: dict[str, Any],
+        best_params: Mapping[str, PyTree],
+        data: Mapping[str, jax.Array],
+    ) -> list[str]:
+        """Task-specific PNGs written after a sweep; returns the paths written.
+
+        `best_params[estimator]` holds the final parameters of that estimator's best single run
+        (by the headline metric). Tasks with nothing extra to draw return [].
+        """
         ...
