@@ -16,7 +16,9 @@ Conventions every task follows:
   as an argument (never closed over, so XLA does not constant-fold it). It holds at least
   `train_x` (N, ...) and `train_y` (N,), `test_x`, `test_y`; a task may add fixed arrays of its
   own (the DLGN wiring).
-- Metric values are float32 scalars. NaN is allowed (the engine flags it).
+- Metric values are float32 scalars; NaN is allowed (the engine flags it). `evaluate` may also
+  return small non-scalar arrays (e.g. a 16-bin gate histogram): they go into the results' "final"
+  dict as lists, not into the curves.
 """
 
 from __future__ import annotations
