@@ -25,8 +25,12 @@ from dst_jax.io import atomic_open, atomic_write_json
 
 
 class Checkpoint:
+    """Multi-host: every process reads the same folder (a shared file system), so all of them
+    skip the same finished chunks; only process 0 writes."""
+
     def __init__(self, out_dir: str | os.PathLike):
         self.dir = Path(out_dir) / "checkpoint"
+        self.writer = jax.process_index() == 0
 
     # -- manifest ----------------------------------------------------------------------------
     def open(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +46,8 @@ class Checkpoint:
                 )
             return stored
         stored = {**manifest, "fingerprint": fingerprint}
-        atomic_write_json(path, stored)
+        if self.writer:
+            atomic_write_json(path, stored)
         return stored
 
     def chunk_size(self, estimator: str, proposed: int) -> int:
@@ -52,7 +57,8 @@ class Checkpoint:
         sizes = json.loads(path.read_text()) if path.exists() else {}
         if estimator not in sizes:
             sizes[estimator] = proposed
-            atomic_write_json(path, sizes)
+            if self.writer:
+                atomic_write_json(path, sizes)
         return int(sizes[estimator])
 
     # -- finished chunks ---------------------------------------------------------------------
@@ -64,6 +70,8 @@ class Checkpoint:
         return json.loads(path.read_text()) if path.exists() else None
 
     def save_chunk(self, estimator: str, k: int, runs: list[dict]) -> None:
+        if not self.writer:
+            return
         atomic_write_json(self._chunk_path(estimator, k), runs)
         self._state_path(estimator, k).unlink(missing_ok=True)
 
@@ -72,6 +80,8 @@ class Checkpoint:
         return self.dir / f"state-{estimator}-{k:04d}.npz"
 
     def save_state(self, estimator: str, k: int, state_leaves, meta: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(state_leaves)}
         with atomic_open(self._state_path(estimator, k), "wb") as f:
             np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
@@ -97,6 +107,8 @@ class Checkpoint:
         return self.dir / f"best-{estimator}.npz"
 
     def save_best(self, estimator: str, params, score: float, run: dict) -> None:
+        if not self.writer:
+            return
         leaves, _ = jax.tree.flatten(params)
         arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
         meta = {"score": score, "run": run}
