@@ -1,0 +1,29 @@
+"""Test set-up shared by all test files.
+
+Four host devices are forced before JAX initialises, so sharding across devices is exercised on
+a plain CPU machine; tests that want one device pass `devices=jax.devices()[:1]`.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# The development and CI machines have the real data sets beside the checkout; a user's machine
+# may not, and then the tests that need them say so when they skip.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> str:
+    path = os.environ.get("DST_DATA_DIR") or str(SHARED_DATA)
+    if not Path(path, "mnist").is_dir():
+        pytest.skip(
+            f"real data sets not found at {path}: set DST_DATA_DIR to a folder holding "
+            "mnist/, fashion_mnist/ and cifar10/ (see README, 'Getting the data')"
+        )
+    return path

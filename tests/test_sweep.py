@@ -1,0 +1,177 @@
+"""The sweep engine: grid = single runs, sharding, resume, divergence, results format."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dst_jax.sweep import grid
+from dst_jax.sweep.checkpoint import Checkpoint
+from dst_jax.sweep.config import SweepConfig
+from dst_jax.sweep.engine import train_runs
+from dst_jax.sweep.runner import run_sweep
+from dst_jax.tasks.sbn import Config, SBNTask
+
+
+class TinySBN(SBNTask):
+    """The real SBN task on a small synthetic problem (labels from a fixed linear teacher)."""
+
+    def load_data(self, data_dir):
+        rng = np.random.default_rng(0)
+        teacher = rng.normal(size=(24, 4))
+        x = rng.uniform(size=(600, 24)).astype(np.float32)
+        y = (x @ teacher).argmax(-1).astype(np.int32)
+        data = {"train_x": x[:400], "train_y": y[:400], "test_x": x[400:], "test_y": y[400:]}
+        return data, {"dataset": "synthetic"}
+
+
+def tiny_task() -> TinySBN:
+    return TinySBN(
+        Config(hidden=(16, 16), n_classes=4, batch_size=20, n_eval_samples=2, eval_batch_size=100)
+    )
+
+
+SWEEP = SweepConfig(
+    estimators=("decoupled_st", "softmax_ste"),
+    tau_f=(0.5, 2.0),
+    tau_b=(0.5, 2.0),
+    seeds=2,
+    epochs=2,
+    eval_every=15,
+)
+
+
+def finals(runs):
+    return np.array([[r["final"][k] for k in ("test_acc_stoch", "test_loss", "train_loss")] for r in runs])
+
+
+@pytest.fixture(scope="module")
+def task_and_data():
+    task = tiny_task()
+    data, _ = task.load_data(None)
+    return task, data
+
+
+def test_grid_expansion_counts_and_order():
+    runs = grid.expand(SWEEP, ("decoupled_st", "softmax_ste", "identity_ste"))
+    assert len(runs) == 2 * 2 * 2 + 2 * 2
+    assert runs[0] == grid.Run("decoupled_st", 0.5, 0.5, 0, 1e-3)
+    assert all(r.tau_f == r.tau_b for r in runs if r.estimator == "softmax_ste")
+    with pytest.raises(ValueError, match="not available"):
+        grid.expand(SWEEP, ("softmax_ste",))
+    with pytest.raises(ValueError, match="tau-f"):
+        grid.expand(SweepConfig(tau_f=(0.0,)), ("decoupled_st",))
+
+
+def test_grid_equals_single_runs(task_and_data):
+    """Config i of a 2 x 2 x 2 (tau_f, tau_b, seed) grid = config i trained alone."""
+    task, data = task_and_data
+    runs = grid.expand(dataclass_replace(SWEEP, estimators=("decoupled_st",)), task.estimators)
+    one_device = jax.devices()[:1]
+    together = train_runs(task, data, runs, steps=30, eval_every=15, devices=one_device)
+    alone = [
+        train_runs(task, data, [r], steps=30, eval_every=15, devices=one_device).runs[0]
+        for r in runs
+    ]
+    np.testing.assert_allclose(finals(together.runs), finals(alone), rtol=1e-5, atol=1e-6)
+    # The grid really varies: different temperatures or seeds give different losses.
+    assert len({round(r["final"]["train_loss"], 6) for r in together.runs}) == len(runs)
+
+
+def test_four_devices_equal_one_device(task_and_data):
+    task, data = task_and_data
+    assert jax.device_count() == 4, "conftest forces 4 host devices"
+    runs = grid.expand(SWEEP, task.estimators)
+    one = train_runs(task, data, runs, steps=30, eval_every=15, devices=jax.devices()[:1])
+    four = train_runs(task, data, runs, steps=30, eval_every=15, chunk_size=5)
+    assert four.timing["decoupled_st"]["chunk_size"] == 8  # rounded up to a multiple of 4
+    np.testing.assert_allclose(finals(four.runs), finals(one.runs), rtol=1e-5, atol=1e-6)
+
+
+def test_diverging_config_is_flagged_and_others_finish(task_and_data):
+    task, data = task_and_data
+    good = [grid.Run("decoupled_st", 1.0, 1.0, 0, 1e-3), grid.Run("decoupled_st", 0.5, 2.0, 1, 1e-3)]
+    bad = grid.Run("decoupled_st", 1.0, 1.0, 0, 1e38)  # Adam steps of ~1e38 overflow the logits
+    out = train_runs(task, data, [good[0], bad, good[1]], steps=30, eval_every=15)
+    flags = [r["diverged"] for r in out.runs]
+    assert flags == [False, True, False]
+    assert out.runs[1]["diverged_step"] is not None and 0 <= out.runs[1]["diverged_step"] < 30
+    alone = train_runs(task, data, good, steps=30, eval_every=15)
+    np.testing.assert_allclose(
+        finals([out.runs[0], out.runs[2]]), finals(alone.runs), rtol=1e-5, atol=1e-6
+    )
+    # results stay strict JSON (non-finite numbers become null)
+    json.dumps(out.runs, allow_nan=False)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_mid_chunk_gives_identical_results(tmp_path):
+    task = tiny_task()
+    sweep = dataclass_replace(SWEEP, chunk_size=4, checkpoint_every_s=0.0)
+    run_sweep(task, sweep, str(tmp_path / "full"), progress=False, log=lambda *a: None)
+
+    def stop_mid_second_chunk(est, k, j):
+        if (est, k, j) == ("decoupled_st", 1, 1):
+            raise Interrupt
+
+    out = str(tmp_path / "resumed")
+    with pytest.raises(Interrupt):
+        run_sweep(task, sweep, out, progress=False, callback=stop_mid_second_chunk, log=lambda *a: None)
+    ckpt = tmp_path / "resumed" / "checkpoint"
+    assert (ckpt / "chunk-decoupled_st-0000.json").exists()
+    assert (ckpt / "state-decoupled_st-0001.npz").exists()
+    assert not (tmp_path / "resumed" / "results.json").exists()
+
+    segments_run = []
+    run_sweep(task, sweep, out, progress=False, log=lambda *a: None,
+              callback=lambda est, k, j: segments_run.append((est, k, j)))
+    # Only the rest was trained: chunk 0 was skipped and chunk 1 started at its third segment.
+    assert segments_run[0] == ("decoupled_st", 1, 2)
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    resumed = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert resumed == full
+
+
+def test_resume_refuses_a_different_sweep(tmp_path):
+    task = tiny_task()
+    sweep = dataclass_replace(SWEEP, estimators=("softmax_ste",), epochs=1)
+    run_sweep(task, sweep, str(tmp_path), progress=False, log=lambda *a: None)
+    with pytest.raises(ValueError, match="different sweep"):
+        run_sweep(task, dataclass_replace(sweep, seeds=3), str(tmp_path), progress=False,
+                  log=lambda *a: None)
+
+
+def test_results_file_format(tmp_path):
+    task = tiny_task()
+    sweep = dataclass_replace(SWEEP, seeds=1, epochs=1)
+    run_sweep(task, sweep, str(tmp_path), progress=False, log=lambda *a: None)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["task"] == "sbn" and res["dataset"] == "synthetic"
+    assert len(res["runs"]) == 4 + 2
+    r = res["runs"][0]
+    assert set(r) >= {"estimator", "tau_f", "tau_b", "seed", "lr", "final", "curve", "diverged"}
+    assert r["curve"]["step"] == [15, 20]  # 20 steps an epoch, evaluated every 15
+    assert len(r["curve"]["test_acc_stoch"]) == 2
+    assert 0.0 <= r["final"]["test_acc_det"] <= 1.0
+    for name in ("heatmap_test_acc_stoch.png", "heatmap_test_acc_det.png", "curves.png",
+                 "summary.md", "timing.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "decoupled_st" in (tmp_path / "summary.md").read_text()
+
+
+def test_checkpoint_chunk_size_is_fixed_by_the_first_run(tmp_path):
+    ck = Checkpoint(tmp_path)
+    assert ck.chunk_size("decoupled_st", 8) == 8
+    assert ck.chunk_size("decoupled_st", 16) == 8
+
+
+def dataclass_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
