@@ -1,0 +1,171 @@
+"""`flax.nnx` layers that turn logits into discrete samples with a straight-through estimator.
+
+The layers own no parameters: they take logits from any model and return the estimator's sample.
+Randomness comes from the `nnx.Rngs` stream `"sample"` (the `rng_collection` argument), forked at
+construction as `nnx.Dropout` does; a key, `RngStream` or `Rngs` passed as `rngs=` at call time
+takes precedence. `deterministic` is an attribute, so `model.eval()` / `model.train()` and
+`nnx.view(model, deterministic=True)` switch between sampling and the mode (`argmax` one-hot, or
+`logit > 0`, zero gradient, for evaluation).
+
+Temperatures given to the constructor are Python numbers (static: a new value means a new trace
+under `nnx.jit`); pass arrays as `tau_f=` / `tau_b=` at call time to trace them, e.g. in a sweep.
+
+Example:
+    class Model(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            self.encode = nnx.Linear(784, 4 * 8, rngs=rngs)
+            self.sample = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5, rngs=rngs)
+            self.decode = nnx.Linear(4 * 8, 10, rngs=rngs)
+
+        def __call__(self, x):
+            z = self.sample(self.encode(x).reshape(x.shape[:-1] + (4, 8)))
+            return self.decode(z.reshape(x.shape[:-1] + (32,)))
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+from jax.typing import ArrayLike
+
+from dst_jax import estimators
+
+
+class _DiscreteST(nnx.Module):
+    def __init__(
+        self,
+        estimator: str = "decoupled_st",
+        *,
+        tau_f: float = 1.0,
+        tau_b: float = 1.0,
+        backward_noise: bool = False,
+        deterministic: bool = False,
+        rng_collection: str = "sample",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ):
+        # The resolved name: BernoulliST("decoupled_st").estimator == "decoupled_st_bernoulli".
+        self.estimator = self._resolve_name(estimator)
+        self.backward_noise = bool(backward_noise)
+        estimators.get(self.estimator, backward_noise=self.backward_noise)  # validates the pair
+        self.tau_f = float(tau_f)
+        self.tau_b = float(tau_b)
+        estimators.check_temperatures(tau_f=self.tau_f, tau_b=self.tau_b)
+        self.deterministic = bool(deterministic)
+        self.rng_collection = rng_collection
+        if isinstance(rngs, nnx.Rngs):
+            self.rngs = rngs[rng_collection].fork()
+        elif isinstance(rngs, nnx.RngStream):
+            self.rngs = rngs.fork()
+        elif rngs is None:
+            self.rngs = nnx.data(None)
+        else:
+            raise ValueError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, got {rngs!r}.")
+
+    @staticmethod
+    def _resolve_name(estimator: str) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def _mode(logits: ArrayLike) -> jax.Array:
+        raise NotImplementedError
+
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Used by `nnx.view(model, deterministic=...)`."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def __call__(
+        self,
+        logits: ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+        tau_f: ArrayLike | None = None,
+        tau_b: ArrayLike | None = None,
+    ) -> jax.Array:
+        """Samples from `logits` (or returns their mode when deterministic).
+
+        Args:
+          logits: float array; `(..., K)` for `CategoricalST`, any shape for `BernoulliST`.
+          deterministic: overrides the attribute when given.
+          rngs: a PRNG key, `RngStream` or `Rngs` that replaces the stored stream.
+          tau_f, tau_b: override the attributes, e.g. with traced temperatures in a sweep.
+
+        Returns:
+          The sample (or mode), with the shape and dtype of `logits`.
+        """
+        if self.deterministic if deterministic is None else deterministic:
+            return self._mode(logits)
+        if rngs is None:
+            rngs = self.rngs
+        if isinstance(rngs, nnx.Rngs):
+            key = rngs[self.rng_collection]()
+        elif isinstance(rngs, nnx.RngStream):
+            key = rngs()
+        elif isinstance(rngs, jax.Array):
+            key = rngs
+        else:
+            raise ValueError(
+                f"{type(self).__name__} needs randomness when not deterministic: pass "
+                "rngs=nnx.Rngs(sample=...) to the constructor, or rngs=<key> to the call."
+            )
+        fn = estimators.get(self.estimator, backward_noise=self.backward_noise)
+        return fn(
+            key,
+            logits,
+            self.tau_f if tau_f is None else tau_f,
+            self.tau_b if tau_b is None else tau_b,
+        )
+
+
+class CategoricalST(_DiscreteST):
+    """Categorical straight-through layer: logits `(..., K)` -> one-hot sample `(..., K)`.
+
+    Args:
+      estimator: one of `dst_jax.estimators.CATEGORICAL` ("decoupled_st", "softmax_ste",
+        "st_gumbel_softmax", "identity_ste").
+      tau_f, tau_b: forward and backward temperatures (single-temperature estimators use tau_f).
+      backward_noise: for "decoupled_st": the backward surrogate sees the forward's noise.
+      deterministic: return `one_hot(argmax(logits))` instead of a sample.
+      rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
+      rngs: `nnx.Rngs` (or an `RngStream`); may be omitted if keys are passed at call time.
+    """
+
+    @staticmethod
+    def _resolve_name(estimator: str) -> str:
+        if estimator not in estimators.CATEGORICAL:
+            hint = ""
+            if estimator in estimators.BERNOULLI:
+                hint = " (a Bernoulli estimator: use BernoulliST)"
+            raise ValueError(
+                f"CategoricalST got estimator {estimator!r}{hint}; "
+                f"expected one of {estimators.CATEGORICAL}."
+            )
+        return estimator
+
+    @staticmethod
+    def _mode(logits: ArrayLike) -> jax.Array:
+        return estimators.argmax_one_hot(logits)
+
+
+class BernoulliST(_DiscreteST):
+    """Bernoulli straight-through layer: logits of any shape -> {0, 1} sample of that shape.
+
+    Args:
+      estimator: a family name ("decoupled_st", "softmax_ste", "st_gumbel_softmax",
+        "identity_ste"), mapped to its Bernoulli estimator by `estimators.bernoulli_name`, or a
+        Bernoulli name ("decoupled_st_bernoulli", "sigmoid_ste", ...).
+      tau_f, tau_b: forward and backward temperatures (single-temperature estimators use tau_f).
+      backward_noise: for the decoupled estimator: the backward surrogate sees the forward's noise.
+      deterministic: return `1[logits > 0]` instead of a sample.
+      rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
+      rngs: `nnx.Rngs` (or an `RngStream`); may be omitted if keys are passed at call time.
+    """
+
+    @staticmethod
+    def _resolve_name(estimator: str) -> str:
+        return estimators.bernoulli_name(estimator)
+
+    @staticmethod
+    def _mode(logits: ArrayLike) -> jax.Array:
+        return estimators.bernoulli_mode(logits)
