@@ -1,0 +1,307 @@
+"""Tests of the categorical autoencoder task (`dst_jax.tasks.cae`).
+
+Numerics are checked against plain numpy on tiny shapes; one test trains briefly on a real MNIST
+subset through the sweep engine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dst_jax.tasks import base, cae
+
+TINY = cae.Config(encoder=(7,), latents=3, classes=4, decoder=(5,), beta=0.7, eval_batch_size=4)
+D = 16  # pixels of the tiny test images (a 4x4 "image")
+
+
+def _tiny_problem(n: int = 6, seed: int = 0):
+    key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
+    params = cae.init_params(key_p, TINY, D)
+    x_NxD = jax.random.uniform(key_x, (n, D))
+    return params, x_NxD
+
+
+def _np_params(params):
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+
+
+def _np_encode(p, x):
+    h = x
+    for layer in p["encoder"][:-1]:
+        h = np.maximum(h @ layer["w"] + layer["b"], 0)
+    head = p["encoder"][-1]
+    return np.einsum("bh,hlc->blc", h, head["w"]) + head["b"]
+
+
+def _np_decode(p, z):
+    first, *rest = p["decoder"]
+    h = np.einsum("blc,lch->bh", z, first["w"]) + first["b"]
+    for layer in rest:
+        h = np.maximum(h, 0) @ layer["w"] + layer["b"]
+    return h
+
+
+def _np_terms(p, x, codes_BxL):
+    """Per-image (bce, kl) in float64, the textbook formulas."""
+    x = np.asarray(x, np.float64)
+    logits = _np_encode(p, x)
+    n_classes = logits.shape[-1]
+    z = np.eye(n_classes)[codes_BxL]
+    prob = 1 / (1 + np.exp(-_np_decode(p, z)))
+    bce = -np.sum(x * np.log(prob) + (1 - x) * np.log(1 - prob), axis=-1)
+    q = np.exp(logits - logits.max(-1, keepdims=True))
+    q /= q.sum(-1, keepdims=True)
+    kl = np.sum(q * np.log(q / (1 / n_classes)), axis=(-2, -1))
+    return bce, kl, logits
+
+
+def _argmin_codes(key, logits):
+    del key  # deterministic, and different from argmax, so the two code paths are told apart
+    return jax.nn.one_hot(jnp.argmin(logits, -1), logits.shape[-1], dtype=logits.dtype)
+
+
+# -- perplexity -----------------------------------------------------------------------------------
+def test_code_perplexity_on_hand_made_usage():
+    usage_LxC = np.array(
+        [
+            [5, 5, 5, 5, 5, 5, 5, 5],  # uniform over 8 codes
+            [0, 0, 9, 0, 0, 0, 0, 0],  # one code
+            [3, 3, 0, 0, 0, 0, 0, 0],  # two codes, equally
+            [2, 1, 1, 0, 0, 0, 0, 0],  # p = (1/2, 1/4, 1/4): H = 1.5 log 2
+        ]
+    )
+    got = np.asarray(cae.code_perplexity(usage_LxC))
+    np.testing.assert_allclose(got, [8.0, 1.0, 2.0, 2**1.5], rtol=1e-6)
+    # Frequencies and counts give the same answer; extra leading axes pass through.
+    freqs = usage_LxC / usage_LxC.sum(-1, keepdims=True)
+    np.testing.assert_allclose(cae.code_perplexity(freqs[None]), got[None], rtol=1e-6)
+
+
+def test_code_perplexity_gradient_is_finite_with_unused_codes():
+    grad = jax.grad(lambda u: cae.code_perplexity(u).sum())(jnp.array([[1.0, 0.0, 3.0]]))
+    assert np.all(np.isfinite(grad))
+
+
+# -- the loss -------------------------------------------------------------------------------------
+def test_forward_terms_match_numpy():
+    params, x = _tiny_problem()
+    bce, kl, z = cae.forward(params, x, lambda lg: jax.nn.one_hot(jnp.argmax(lg, -1), 4))
+    p = _np_params(params)
+    codes = _np_encode(p, np.asarray(x, np.float64)).argmax(-1)
+    bce_np, kl_np, _ = _np_terms(p, x, codes)
+    np.testing.assert_allclose(bce, bce_np, rtol=1e-5)
+    np.testing.assert_allclose(kl, kl_np, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(z).argmax(-1), codes)
+    assert bce.shape == kl.shape == (6,) and z.shape == (6, 3, 4)
+
+
+def test_task_loss_matches_numpy(monkeypatch):
+    """Task.loss = mean(bce + beta * kl) with the estimator's codes (made deterministic here)."""
+    params, x = _tiny_problem()
+    p = _np_params(params)
+    codes = _np_encode(p, np.asarray(x, np.float64)).argmin(-1)  # what _argmin_codes picks
+    bce_np, kl_np, _ = _np_terms(p, x, codes)
+    monkeypatch.setattr(
+        cae.estimator_lib, "get", lambda name: lambda k, lg, tf, tb: _argmin_codes(k, lg)
+    )
+    task = cae.make_task(TINY)
+    loss, aux = task.loss(
+        params, jax.random.PRNGKey(1), x, None, {}, "decoupled_st", jnp.float32(1), jnp.float32(1)
+    )
+    np.testing.assert_allclose(loss, np.mean(bce_np + 0.7 * kl_np), rtol=1e-5)
+    np.testing.assert_allclose(aux["bce"], bce_np.mean(), rtol=1e-5)
+    np.testing.assert_allclose(aux["kl"], kl_np.mean(), rtol=1e-4)
+
+
+def test_bce_is_stable_for_large_logits():
+    logits = jnp.array([-200.0, -30.0, 0.0, 30.0, 200.0])
+    got = cae.bce_with_logits(logits, jnp.array([1.0, 0.0, 0.5, 1.0, 0.0]))
+    np.testing.assert_allclose(got, [200.0, 0.0, math.log(2), 0.0, 200.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", base.ESTIMATOR_FAMILIES)
+def test_reconstruction_gradient_reaches_the_encoder(estimator):
+    # beta = 0: any encoder gradient must come through the estimator's backward pass.
+    task = cae.make_task(cae.Config(**{**TINY.__dict__, "beta": 0.0}))
+    params, x = _tiny_problem()
+    grads = jax.grad(
+        lambda p: task.loss(
+            p, jax.random.PRNGKey(2), x, None, {}, estimator, jnp.float32(1.5), jnp.float32(0.5)
+        )[0]
+    )(params)
+    head = np.asarray(grads["encoder"][-1]["w"])
+    assert np.all(np.isfinite(head)) and np.abs(head).max() > 1e-6
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+def test_evaluate_in_padded_slices_matches_whole_split():
+    # 10 images in slices of 4: the last slice is padded and its padding must not count.
+    params, x = _tiny_problem(n=10, seed=3)
+    got = jax.jit(
+        lambda p, k: cae.evaluate_codes(p, k, x, _argmin_codes, beta=0.7, eval_batch_size=4)
+    )(params, jax.random.PRNGKey(0))
+    p = _np_params(params)
+    logits = _np_encode(p, np.asarray(x, np.float64))
+    bce_s, kl, _ = _np_terms(p, x, logits.argmin(-1))
+    bce_d, _, _ = _np_terms(p, x, logits.argmax(-1))
+
+    def perplexity(codes_NxL):
+        usage = np.stack([np.bincount(c, minlength=4) for c in codes_NxL.T]) / len(codes_NxL)
+        return np.exp(-np.sum(np.where(usage > 0, usage * np.log(np.maximum(usage, 1e-30)), 0), -1))
+
+    np.testing.assert_allclose(got["val_bce"], bce_s.mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["val_kl"], kl.mean(), rtol=1e-4)
+    np.testing.assert_allclose(got["val_loss"], (bce_s + 0.7 * kl).mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["val_loss_det"], (bce_d + 0.7 * kl).mean(), rtol=1e-5)
+    ppl_s, ppl_d = perplexity(logits.argmin(-1)), perplexity(logits.argmax(-1))
+    np.testing.assert_allclose(got["perplexity_latent"], ppl_s, rtol=1e-5)
+    np.testing.assert_allclose(got["perplexity"], ppl_s.mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["perplexity_det"], ppl_d.mean(), rtol=1e-5)
+
+
+def test_evaluate_vmaps_over_temperatures():
+    params, x = _tiny_problem(n=9)
+    # Well separated logits, so that tau_f = 1e-3 samples the argmax.
+    params["encoder"][-1]["w"] = 100 * params["encoder"][-1]["w"]
+    task = cae.make_task(TINY)
+    data = {"test_x": x}
+    taus = jnp.array([1e-3, 1.0, 1e3])
+    ev = jax.jit(
+        jax.vmap(
+            lambda tf: task.evaluate(
+                params, jax.random.PRNGKey(0), data, "decoupled_st", tf, jnp.float32(1)
+            )
+        )
+    )
+    m = ev(taus)
+    assert set(m) == set(task.metric_directions)
+    assert m["perplexity_latent"].shape == (3, TINY.latents)
+    ppl = np.asarray(m["perplexity"])
+    assert np.all((ppl >= 1) & (ppl <= TINY.classes + 1e-5))
+    # Argmax codes do not depend on the forward temperature; sampled codes do (tau 0.05 is
+    # nearly argmax, tau 20 nearly uniform, so usage spreads).
+    np.testing.assert_allclose(m["val_loss_det"], m["val_loss_det"][0], rtol=1e-6)
+    np.testing.assert_allclose(m["perplexity"][0], m["perplexity_det"][0], rtol=1e-5)
+    assert ppl[2] > ppl[0]
+
+
+# -- configuration and errors ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"latents": 0},
+        {"classes": 1},
+        {"beta": -1.0},
+        {"beta": float("nan")},
+        {"encoder": [512]},
+        {"decoder": (0,)},
+        {"batch_size": 0},
+        {"eval_batch_size": 0},
+        {"train_subset": 0},
+    ],
+)
+def test_config_refuses_bad_values(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        cae.Config(**kwargs)
+
+
+def test_unknown_estimator_is_refused():
+    params, x = _tiny_problem()
+    with pytest.raises(ValueError, match="sigmoid_ste"):
+        cae.make_task(TINY).loss(
+            params, jax.random.PRNGKey(0), x, None, {}, "sigmoid_ste", 1.0, 1.0
+        )
+
+
+def test_task_contract():
+    task = cae.make_task()
+    assert task.name == "cae" and task.config == cae.Config()
+    assert task.metric_directions[task.headline_metric] == "min"
+    assert all(m in task.metric_directions for m in task.heatmap_metrics)
+    assert set(task.estimators) == set(base.ESTIMATOR_FAMILIES)
+    params = task.init_params(jax.random.PRNGKey(0), {"train_x": jnp.zeros((2, 784))})
+    again = task.init_params(jax.random.PRNGKey(0), {"train_x": jnp.zeros((2, 784))})
+    jax.tree.map(np.testing.assert_array_equal, params, again)
+    shapes = [layer["w"].shape for layer in params["encoder"] + params["decoder"]]
+    assert shapes == [(784, 512), (512, 256), (256, 4, 8), (4, 8, 256), (256, 512), (512, 784)]
+
+
+# -- the code figure ------------------------------------------------------------------------------
+def test_code_grid_holds_other_latents_at_their_mode():
+    params, x = _tiny_problem(n=12, seed=5)
+    grid = np.asarray(cae.code_grid(params, x))
+    assert grid.shape == (3, 4, D)
+    p = _np_params(params)
+    codes_NxL = _np_encode(p, np.asarray(x, np.float64)).argmax(-1)
+    mode_L = np.array([np.bincount(c, minlength=4).argmax() for c in codes_NxL.T])
+    for l in range(3):
+        for c in range(4):
+            code = mode_L.copy()
+            code[l] = c
+            want = 1 / (1 + np.exp(-_np_decode(p, np.eye(4)[code][None])[0]))
+            np.testing.assert_allclose(grid[l, c], want, rtol=1e-5, atol=1e-6)
+
+
+def test_figures_write_a_png_of_the_grid_size(tmp_path):
+    config = cae.Config(encoder=(16,), latents=3, classes=5, decoder=(16,))
+    task = cae.make_task(config)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (20, 784))
+    params = task.init_params(jax.random.PRNGKey(1), {"train_x": x})
+    results = {
+        "runs": [
+            {
+                "estimator": "decoupled_st",
+                "tau_f": 2.0,
+                "tau_b": 0.5,
+                "seed": 0,
+                "final": {"val_loss": 123.4},
+            }
+        ]
+    }
+    paths = task.figures(str(tmp_path), results, {"decoupled_st": params}, {"test_x": x})
+    assert paths == [str(tmp_path / "codes_decoupled_st.png")]
+    with Image.open(paths[0]) as im:
+        assert im.format == "PNG"
+        assert im.size == cae.figure_size_px(3, 5) == (5 * 64 + 100, 3 * 64 + 100)
+        pixels = np.asarray(im.convert("L"))
+    assert pixels.std() > 10  # something was drawn
+    assert [p.name for p in tmp_path.iterdir()] == ["codes_decoupled_st.png"]  # no temp left
+
+
+# -- a short real run -----------------------------------------------------------------------------
+def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
+    from dst_jax.sweep import Run, train_runs
+
+    config = cae.Config(
+        encoder=(128,), decoder=(128,), train_subset=1000, test_subset=500, eval_batch_size=250
+    )
+    task = cae.make_task(config)
+    data, info = task.load_data(shared_data_dir)
+    assert info["dataset"] == "mnist" and data["train_x"].shape == (1000, 784)
+    runs = [
+        Run("decoupled_st", 2.0, 0.5, 0, 2e-3),
+        Run("softmax_ste", 1.0, 1.0, 0, 2e-3),
+        Run("st_gumbel_softmax", 1.0, 1.0, 0, 2e-3),
+        Run("identity_ste", 1.0, 1.0, 0, 2e-3),
+    ]
+    out = train_runs(task, data, runs, steps=60, eval_every=30, devices=jax.devices()[:1])
+    # The untrained model's loss: about D log 2 = 543 nats per image for every init.
+    start = task.evaluate(
+        task.init_params(jax.random.PRNGKey(0), data),
+        jax.random.PRNGKey(0),
+        data,
+        "decoupled_st",
+        jnp.float32(1),
+        jnp.float32(1),
+    )["val_loss"]
+    for run in out.runs:
+        final = run["final"]["val_loss"]
+        assert final < 0.6 * float(start), (run["estimator"], final, float(start))
+        assert run["curve"]["val_loss"][-1] == final
+        assert 1.0 <= run["final"]["perplexity"] <= 8.0
