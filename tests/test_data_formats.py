@@ -100,7 +100,7 @@ def cifar_rows(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
 
 def cifar_pickle(rows, labels, protocol=2, byte_keys=True) -> bytes:
     keys = [b"batch_label", b"labels", b"data"] if byte_keys else ["batch_label", "labels", "data"]
-    return pickle.dumps(dict(zip(keys, [b"fixture", labels, rows])), protocol=protocol)
+    return pickle.dumps(dict(zip(keys, [b"fixture", labels, rows], strict=True)), protocol=protocol)
 
 
 @pytest.mark.parametrize("protocol, byte_keys", [(2, True), (pickle.HIGHEST_PROTOCOL, False)])

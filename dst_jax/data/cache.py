@@ -1,0 +1,163 @@
+"""File checksums and the decoded-array cache.
+
+Decoding is the slow part of a load (the CIFAR-10 JPEG archive takes several seconds; MNIST's
+gzip about a second), so the decoded uint8 arrays of every split are written once to an
+uncompressed `.npz` and read back on later loads. The cache file's name carries a key made of
+the source files' absolute paths, sizes and modification times, so replacing a source file
+invalidates its cache entry without any hashing; an entry is written only after the sources
+passed their checksums, so a cache hit also stands for "verified" and the 30-170 MB source
+files are not rehashed on every load.
+
+Safety:
+- Writes go through `dst_jax.io.atomic_open` (temporary sibling + fsync + rename): a write
+  killed half way leaves at most a `.<name>.*.tmp` file, which no reader ever opens.
+- A cache file that does not read back cleanly (zip CRC error, truncation, missing keys,
+  shapes that disagree with its own metadata) is treated as absent and rebuilt.
+
+Location: `$DST_CACHE_DIR`, else `$XDG_CACHE_HOME/dst_jax/decoded`, else
+`~/.cache/dst_jax/decoded`. It is never inside the data folder: that folder may be shared, or
+read-only, or (when run as root) writable although it should not be written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dst_jax.data.errors import DataIntegrityError
+from dst_jax.io import atomic_open
+
+# Bump when the cached layout or the decoding changes, so old entries are not read.
+CACHE_FORMAT = 1
+_STALE_TMP_S = 24 * 3600
+
+_sha256_memo: dict[tuple[str, int, int], str] = {}
+
+
+def user_cache_dir() -> Path:
+    """Per-user cache folder of the project: `$XDG_CACHE_HOME/dst_jax` or `~/.cache/dst_jax`."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dst_jax"
+
+
+def decoded_cache_dir() -> Path:
+    """Folder of the decoded-array cache (`$DST_CACHE_DIR` overrides)."""
+    env = os.environ.get("DST_CACHE_DIR")
+    return Path(env).expanduser() if env else user_cache_dir() / "decoded"
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, remembered for the process while its size and mtime are unchanged."""
+    path = Path(path)
+    ident = _identity(path)
+    if ident not in _sha256_memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _sha256_memo[ident] = h.hexdigest()
+    return _sha256_memo[ident]
+
+
+def verify_sha256(path: str | os.PathLike, expected: str) -> None:
+    """Raise `DataIntegrityError` naming the file and both hashes unless they agree."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DataIntegrityError(
+            f"{path}: sha256 mismatch: expected {expected}, got {actual}. The file is corrupted, "
+            f"truncated or not the official one; delete it (it is downloaded again when "
+            f"missing) or replace it with the official file"
+        )
+
+
+def source_key(paths: Iterable[str | os.PathLike], tag: str) -> str:
+    """Cache key of a set of source files/folders: absolute path, size and mtime of each file."""
+    items: list[Any] = [CACHE_FORMAT, tag]
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames.sort()
+                items.extend(_identity(Path(dirpath, f)) for f in sorted(filenames))
+        else:
+            items.append(_identity(p))
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:20]
+
+
+def cache_path(tag: str, key: str) -> Path:
+    return decoded_cache_dir() / f"{tag}-{key}.npz"
+
+
+def read_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """(images, labels, meta) of one split from a cache file, or None if absent or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != CACHE_FORMAT:
+                return None
+            # Reading a whole member checks its zip CRC, so flipped bits raise here.
+            images = z[f"{split}_images"]
+            labels = z[f"{split}_labels"]
+    except Exception:  # a damaged zip fails in many ways (BadZipFile, ValueError, EOF, ...)
+        return None
+    n = meta.get("sizes", {}).get(split)
+    if (
+        images.dtype != np.uint8
+        or labels.dtype != np.int32
+        or images.ndim != 4
+        or images.shape[0] != n
+        or labels.shape != (n,)
+    ):
+        return None
+    return images, labels, meta
+
+
+def write(
+    path: Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]], meta: Mapping[str, Any]
+) -> bool:
+    """Atomically write all splits and `meta` to `path`; False (with a warning) on failure."""
+    arrays = {}
+    for split, (images, labels) in splits.items():
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels
+    sizes = {split: int(labels.shape[0]) for split, (_, labels) in splits.items()}
+    meta = {**meta, "format": CACHE_FORMAT, "sizes": sizes}
+    try:
+        with atomic_open(path, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+    except OSError as e:
+        warnings.warn(
+            f"could not write the data cache {path} ({e}); the next load decodes again. "
+            f"Set DST_CACHE_DIR to a writable folder.",
+            stacklevel=3,
+        )
+        return False
+    _remove_stale_tmp(path.parent)
+    return True
+
+
+def _remove_stale_tmp(folder: Path) -> None:
+    # Leftovers of writes that were killed (kill -9, power loss); a day old means nobody is
+    # still writing them.
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > _STALE_TMP_S:
+                tmp.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,355 @@
+"""`load(name, split)`: MNIST, Fashion-MNIST and CIFAR-10 from files on disk, as numpy arrays.
+
+Where the files are looked for (the data folder): the `data_dir` argument, else the environment
+variable `DST_DATA_DIR`, else the per-user cache folder `~/.cache/dst_jax` (or
+`$XDG_CACHE_HOME/dst_jax`). Inside it:
+
+    mnist/          train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz
+                    t10k-images-idx3-ubyte.gz  t10k-labels-idx1-ubyte.gz
+    fashion_mnist/  the same four names
+    cifar10/        one of, in this order of preference:
+                    cifar-10-batches-py/      (the extracted official python archive)
+                    cifar-10-python.tar.gz    (the official python archive)
+                    cifar-10-binary.tar.gz    (the official binary archive)
+                    <variant>.tar.gz | <variant>/  a class-folder image copy holding
+                        train/<class>/<image> and test/<class>/<image>
+
+Canonical files are verified against their official sha256 (md5 for the extracted CIFAR
+batches, the only published values); an image copy is checked for its counts (50,000 / 10,000,
+5,000 / 1,000 per class). Missing canonical files are downloaded from the official sources when
+a network is there; without one the load fails within seconds and says which files to put
+where. Decoded arrays are cached (see `dst_jax.data.cache`), so only the first load decodes.
+
+The variant actually read is reported by `load_with_info` and `variant`: "mnist",
+"fashion_mnist", "cifar10" (canonical) or, for an image copy, a name derived from the archive
+("cifar10-jpeg-q75" for `cifar10-jpeg-q75.tar.gz`): a JPEG copy is not canonical CIFAR-10 and
+results must say so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dst_jax.data import cache, formats
+from dst_jax.data import download as fetch
+from dst_jax.data.errors import DataIntegrityError, DataUnavailableError
+from dst_jax.data.specs import (
+    CIFAR_BINARY_ARCHIVE,
+    CIFAR_PYTHON_ARCHIVE,
+    CIFAR_PYTHON_DIR,
+    IDX_FILES,
+    SPLITS,
+    DatasetSpec,
+    check_split,
+    get_spec,
+)
+
+BACKENDS = ("files", "tfds")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+# Folders of CIFAR's own archives, never image copies.
+_NOT_IMAGE_FOLDERS = {CIFAR_PYTHON_DIR, "cifar-10-batches-bin"}
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder: `data_dir`, else `$DST_DATA_DIR`, else `~/.cache/dst_jax`."""
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir).expanduser().absolute()
+    env = os.environ.get("DST_DATA_DIR")
+    if env:
+        return Path(env).expanduser().absolute()
+    return cache.user_cache_dir()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    kind: str  # "idx" | "cifar_python" | "cifar_binary" | "class_folders"
+    path: Path  # the data set's folder (idx) or the archive / extracted folder
+    variant: str
+    canonical: bool
+
+    def files(self, spec: DatasetSpec) -> list[Path]:
+        if self.kind == "idx":
+            return [self.path / f for s in SPLITS for f in IDX_FILES[s]]
+        return [self.path]
+
+
+def _image_variant(stem: str) -> str:
+    # The name goes into results files; it must never read as plain (canonical) "cifar10".
+    if stem == "cifar10":
+        return "cifar10-images"
+    return stem if stem.startswith("cifar10") else f"cifar10-{stem}"
+
+
+def _cifar_sources(folder: Path) -> list[_Source]:
+    """Usable CIFAR-10 sources in `folder`, canonical ones first."""
+    out = []
+    if (folder / CIFAR_PYTHON_DIR).is_dir():
+        out.append(_Source("cifar_python", folder / CIFAR_PYTHON_DIR, "cifar10", True))
+    if (folder / CIFAR_PYTHON_ARCHIVE).is_file():
+        out.append(_Source("cifar_python", folder / CIFAR_PYTHON_ARCHIVE, "cifar10", True))
+    if (folder / CIFAR_BINARY_ARCHIVE).is_file():
+        out.append(_Source("cifar_binary", folder / CIFAR_BINARY_ARCHIVE, "cifar10", True))
+    if not folder.is_dir():
+        return out
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        out.append(_Source("class_folders", folder, "cifar10-images", False))
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.name in (CIFAR_PYTHON_ARCHIVE, CIFAR_BINARY_ARCHIVE):
+            continue
+        if entry.is_file():
+            suffix = next((s for s in _ARCHIVE_SUFFIXES if entry.name.endswith(s)), None)
+            if suffix:
+                variant = _image_variant(entry.name[: -len(suffix)])
+                out.append(_Source("class_folders", entry, variant, False))
+        elif entry.is_dir() and entry.name not in _NOT_IMAGE_FOLDERS:
+            if (entry / "train").is_dir() and (entry / "test").is_dir():
+                out.append(_Source("class_folders", entry, _image_variant(entry.name), False))
+    return out
+
+
+def _find_source(spec: DatasetSpec, root: Path) -> _Source | None:
+    folder = root / spec.name
+    if spec.name != "cifar10":
+        source = _Source("idx", folder, spec.name, True)
+        return source if all(p.is_file() for p in source.files(spec)) else None
+    found = _cifar_sources(folder)
+    if not found:
+        return None
+    if found[0].canonical:
+        return found[0]
+    if len(found) > 1:
+        names = ", ".join(s.path.name for s in found)
+        raise ValueError(
+            f"{folder} holds several CIFAR-10 image copies ({names}) and no canonical "
+            f"archive; keep one of them there (or put the official "
+            f"{CIFAR_PYTHON_ARCHIVE} there, which takes precedence)"
+        )
+    return found[0]
+
+
+def _missing_message(spec: DatasetSpec, root: Path, reason: str) -> str:
+    folder = root / spec.name
+    env = os.environ.get("DST_DATA_DIR")
+    lines = [f"{spec.title} is not in {folder} and could not be downloaded: {reason}.", ""]
+    if spec.name == "cifar10":
+        url = spec.mirrors[0] + CIFAR_PYTHON_ARCHIVE
+        lines += [
+            f"Put one of these in {folder}/:",
+            f"  {CIFAR_PYTHON_ARCHIVE}  (sha256 {spec.sha256[CIFAR_PYTHON_ARCHIVE]}, from {url})",
+            f"  {CIFAR_PYTHON_DIR}/  (that archive, extracted)",
+            f"  {CIFAR_BINARY_ARCHIVE}  (sha256 {spec.sha256[CIFAR_BINARY_ARCHIVE]})",
+            "  <name>.tar.gz or <name>/ holding train/<class>/<image> and test/<class>/<image> "
+            "(an image copy; reported as the variant 'cifar10-<name>', not canonical CIFAR-10)",
+        ]
+    else:
+        present = {f for f in spec.download_files if (folder / f).is_file()}
+        lines.append(f"Put these files in {folder}/ (from {spec.mirrors[0]}<file name>):")
+        for f in spec.download_files:
+            mark = "" if f in present else "   <- missing"
+            lines.append(f"  {f}  (sha256 {spec.sha256[f]}){mark}")
+    lines += [
+        "",
+        "Or point the loader at a folder that has them: the data_dir argument, or the "
+        f"DST_DATA_DIR environment variable (now {env!r}); it needs a {spec.name}/ subfolder.",
+        'Or use backend="tfds" with tensorflow-datasets installed (pip install "dst_jax[tfds]").',
+    ]
+    return "\n".join(lines)
+
+
+def _download(spec: DatasetSpec, root: Path) -> None:
+    folder = root / spec.name
+    missing = [f for f in spec.download_files if not (folder / f).is_file()]
+    try:
+        fetch.download_files(missing, folder, mirrors=spec.mirrors, sha256=spec.sha256)
+    except fetch.DownloadError as e:
+        if e.corrupt:
+            raise DataIntegrityError(
+                f"downloading {e.file} gave a file with the wrong checksum: " + "; ".join(e.reasons)
+            ) from None
+        raise DataUnavailableError(
+            _missing_message(spec, root, "; ".join(e.reasons) or "no mirror")
+        ) from None
+
+
+def _decode(source: _Source, spec: DatasetSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Verify and decode every split of `source`, checking counts and shapes."""
+    per_class = None
+    if source.kind == "idx":
+        for path in source.files(spec):
+            cache.verify_sha256(path, spec.sha256[path.name])
+        splits = {
+            s: formats.read_idx_pair(
+                source.path / IDX_FILES[s][0],
+                source.path / IDX_FILES[s][1],
+                num_classes=spec.num_classes,
+            )
+            for s in SPLITS
+        }
+    elif source.kind in ("cifar_python", "cifar_binary"):
+        if source.path.is_file():
+            cache.verify_sha256(source.path, spec.sha256[source.path.name])
+            md5 = None  # the archive's sha256 already covers its members
+        else:
+            md5 = spec.md5
+        splits = formats.read_cifar_batches(
+            source.path, binary=source.kind == "cifar_binary", md5=md5
+        )
+    else:
+        splits = formats.read_class_folders(
+            source.path, class_names=spec.class_names, image_shape=spec.image_shape
+        )
+        per_class = {s: spec.split_sizes[s] // spec.num_classes for s in SPLITS}
+    for s, (images, labels) in splits.items():
+        if images.shape[1:] != spec.image_shape:
+            raise DataIntegrityError(
+                f"{source.path}: {s} images have shape {images.shape[1:]}, expected "
+                f"{spec.image_shape}"
+            )
+        formats.check_counts(
+            labels,
+            source=str(source.path),
+            split=s,
+            total=spec.split_sizes[s],
+            num_classes=spec.num_classes,
+            per_class=per_class[s] if per_class else None,
+        )
+    return splits
+
+
+def _info(source: _Source, split: str, n: int, backend: str = "files") -> dict[str, Any]:
+    return {
+        "dataset": source.variant,
+        "source": str(source.path),
+        "canonical": source.canonical,
+        "backend": backend,
+        "split": split,
+        "num_examples": int(n),
+    }
+
+
+def _load_tfds(
+    spec: DatasetSpec, split: str, data_dir: str | os.PathLike | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ImportError(
+            'backend="tfds" needs tensorflow-datasets, which is not installed: '
+            'pip install "dst_jax[tfds]" (tensorflow-datasets and tensorflow-cpu), or use '
+            'the default backend="files", which reads the canonical files from a data folder '
+            "(data_dir or DST_DATA_DIR) and downloads them when missing"
+        ) from e
+    tfds_dir = None if data_dir is None else os.fspath(data_dir)
+    ds = tfds.load(spec.name, split=split, batch_size=-1, as_supervised=True, data_dir=tfds_dir)
+    images, labels = tfds.as_numpy(ds)
+    images, labels = np.asarray(images), np.asarray(labels)
+    source = f"tensorflow_datasets:{spec.name}"
+    if images.dtype != np.uint8 or images.shape[1:] != spec.image_shape:
+        raise DataIntegrityError(
+            f"{source}: expected uint8 images of shape (N, *{spec.image_shape}), got "
+            f"{images.dtype} {images.shape}"
+        )
+    labels = labels.astype(np.int32)
+    formats.check_counts(
+        labels,
+        source=source,
+        split=split,
+        total=spec.split_sizes[split],
+        num_classes=spec.num_classes,
+    )
+    info = {
+        "dataset": spec.name,
+        "source": source,
+        "canonical": True,
+        "backend": "tfds",
+        "split": split,
+        "num_examples": int(labels.shape[0]),
+    }
+    return images, labels, info
+
+
+def load_with_info(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    backend: str = "files",
+    *,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Like `load`, plus a JSON-able provenance dict.
+
+    info: {"dataset": the variant read ("mnist", "fashion_mnist", "cifar10",
+    "cifar10-jpeg-q75", ...), "source": the folder or archive read, "canonical": bool,
+    "backend", "split", "num_examples"}.
+    """
+    spec = get_spec(name)
+    check_split(split)
+    if backend == "tfds":
+        return _load_tfds(spec, split, data_dir)
+    if backend != "files":
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    root = resolve_data_dir(data_dir)
+    source = _find_source(spec, root)
+    if source is None:
+        if not download:
+            raise DataUnavailableError(
+                _missing_message(spec, root, "downloading is switched off (download=False)")
+            )
+        _download(spec, root)
+        source = _find_source(spec, root)
+        assert source is not None, "files were downloaded, so a source must exist"
+    path = cache.cache_path(source.variant, cache.source_key(source.files(spec), source.kind))
+    hit = cache.read_split(path, split)
+    if hit is not None:
+        images, labels, _ = hit
+        return images, labels, _info(source, split, labels.shape[0])
+    splits = _decode(source, spec)
+    cache.write(path, splits, _info(source, "all", 0))
+    images, labels = splits[split]
+    return images, labels, _info(source, split, labels.shape[0])
+
+
+def load(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    backend: str = "files",
+    *,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split of a data set as numpy arrays.
+
+    Args:
+      name: "mnist", "fashion_mnist" or "cifar10".
+      split: "train" or "test".
+      data_dir: the data folder; default `$DST_DATA_DIR`, else `~/.cache/dst_jax`. With
+        backend="tfds" it is passed to tfds as its data_dir (default: tfds's own).
+      backend: "files" (this package's readers) or "tfds" (tensorflow-datasets, if installed).
+      download: fetch missing canonical files from the official sources.
+
+    Returns:
+      images: uint8 (N, H, W, C): (N, 28, 28, 1) for the MNISTs, (N, 32, 32, 3) for CIFAR-10.
+      labels: int32 (N,), in [0, 10).
+    """
+    images, labels, _ = load_with_info(name, split, data_dir, backend, download=download)
+    return images, labels
+
+
+def variant(name: str, data_dir: str | os.PathLike | None = None, backend: str = "files") -> str:
+    """The variant `load(name, ...)` reads from this data folder, without loading it.
+
+    "mnist" / "fashion_mnist" / "cifar10" for canonical files (also what a download would
+    give), or the image copy's name, e.g. "cifar10-jpeg-q75".
+    """
+    spec = get_spec(name)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "tfds":
+        return spec.name
+    source = _find_source(spec, resolve_data_dir(data_dir))
+    return spec.name if source is None else source.variant
