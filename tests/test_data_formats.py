@@ -296,3 +296,21 @@ def test_check_counts():
             num_classes=3,
             per_class=2,
         )
+
+
+def test_read_cifar_batches_binary_archive(tmp_path):
+    expected_labels = []
+    with tarfile.open(tmp_path / "bin.tar.gz", "w:gz") as tf:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            rows, labels = cifar_rows(3, seed=len(expected_labels))
+            expected_labels.append(labels)
+            blob = np.concatenate([np.asarray(labels, np.uint8)[:, None], rows], 1).tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}.bin")
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    out = formats.read_cifar_batches(tmp_path / "bin.tar.gz", binary=True)
+    assert out["train"][0].shape == (15, 32, 32, 3) and out["test"][0].shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(out["train"][1], np.concatenate(expected_labels[:5]))
+    np.testing.assert_array_equal(out["test"][1], expected_labels[5])
+    with pytest.raises(DataIntegrityError, match="missing CIFAR-10 batches"):
+        formats.read_cifar_batches(tmp_path / "bin.tar.gz")  # python names are absent

@@ -71,7 +71,8 @@ def _resolve(host: str, port: int, timeout: float) -> None:
 def _fetch(url: str, dest: Path, sha256: str, timeout: float, progress: bool) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.hostname:
-        _resolve(parts.hostname, parts.port or 443, min(RESOLVE_TIMEOUT_S, timeout))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        _resolve(parts.hostname, port, min(RESOLVE_TIMEOUT_S, timeout))
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None

@@ -97,7 +97,9 @@ def device_split(
     images, labels, info = load_with_info(name, split, data_dir)
     # Ship uint8 (4x less than float32) and preprocess on the device.
     images = jax.device_put(images)
-    x = scale_unit(images) if preprocess == "unit" else threshold_planes(images)
+    # Jitted so the float intermediate is fused away (CIFAR-10: 0.6 GB in float32).
+    fn = scale_unit if preprocess == "unit" else threshold_planes
+    x = jax.jit(fn)(images)
     y = jax.device_put(labels.astype(np.int32))
     return x, y, {**info, "preprocess": preprocess}
 
