@@ -1,0 +1,308 @@
+"""Differentiable logic gate network on CIFAR-10 (DESIGN.md section 2, task `dlgn`).
+
+difflogic's "small" CIFAR-10 network: each colour channel thresholded at 1/4, 2/4, 3/4 gives
+9,216 binary inputs; `layers` logic layers of `width` neurons with fixed wiring (`dst_jax.logic`);
+GroupSum over `n_classes` with temperature `group_sum_tau`; softmax cross-entropy.
+
+Every neuron holds 16 gate logits. In training, each layer draws its gate choice through the
+estimator: z = estimator(key, logits_Nx16, tau_f, tau_b) is one-hot in the forward pass, and the
+layer computes relax(a, b, z), the exact Boolean gate on {0, 1} inputs, so the trained network is
+discrete in its forward pass. One sample per neuron per step is shared by the minibatch (difflogic
+would need a full (B, N, 16) tensor otherwise); `per_example_samples=True` draws one per example.
+The reference row `softmax_relaxation` is difflogic's own training: z = softmax(logits), no
+sampling, no temperature.
+
+The wiring is drawn once on the host from `wiring_seed` in `load_data` and shared by the whole
+grid; its int32 tables travel in the `data` dict (`wiring_{l}`: (2N,) a-inputs then b-inputs,
+`wiring_inv_{l}`: the inverse table for the gather's backward), never as closed-over constants.
+
+Metrics on the test split:
+- `test_acc`: the discretised network (argmax gate per neuron, exact Boolean evaluation); ties in
+  the integer group sums go to the lower class index, as with difflogic's argmax.
+- `test_acc_train_mode`: the network as trained (the estimator's stochastic forward with one fresh
+  sample of every gate, or the softmax relaxation).
+- `gate_perplexity`: exp(entropy) of the histogram of argmax gates over all neurons of all
+  layers (1 to 16); `gate_hist`: that histogram (16,), fraction of neurons per gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dst_jax import estimators, logic
+from dst_jax.io import atomic_open
+from dst_jax.tasks.base import ESTIMATOR_FAMILIES, Metrics, PyTree
+
+RELAXATION = "softmax_relaxation"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    dataset: str = "cifar10"
+    layers: int = 4
+    width: int = 12000
+    n_classes: int = 10
+    group_sum_tau: float = 100.0
+    batch_size: int = 100
+    # difflogic's default scheme (its CLI default is "unique"); "random" is the other one.
+    wiring: str = "unique"
+    wiring_seed: int = 0
+    # difflogic initialises the gate logits from a standard normal.
+    init_std: float = 1.0
+    per_example_samples: bool = False  # one gate sample per example instead of per step
+    eval_batch_size: int = 500  # test examples per evaluation slice (bounds grid memory)
+    train_subset: int | None = None  # first k training examples only (smoke runs, tests)
+    test_subset: int | None = None
+
+    def __post_init__(self):
+        for name in ("layers", "width", "n_classes", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"Config.{name} must be a positive integer, got {value}")
+        if self.width % self.n_classes:
+            raise ValueError(
+                f"GroupSum splits the last layer into n_classes groups: width ({self.width}) must "
+                f"be divisible by n_classes ({self.n_classes})"
+            )
+        if not self.group_sum_tau > 0:
+            raise ValueError(f"Config.group_sum_tau must be positive, got {self.group_sum_tau}")
+        if self.wiring not in logic.WIRING_SCHEMES:
+            raise ValueError(
+                f"Config.wiring must be one of {logic.WIRING_SCHEMES}, got {self.wiring!r}"
+            )
+        for name in ("train_subset", "test_subset"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"Config.{name} must be None or a positive integer, got {v}")
+
+
+def build_data(
+    config: Config,
+    train_x: Any,
+    train_y: Any,
+    test_x: Any,
+    test_y: Any,
+) -> dict[str, np.ndarray]:
+    """The task's `data` dict from binary inputs (N, D) and labels (N,), with the wiring tables.
+
+    Applies the train/test subsets and draws every layer's wiring from `config.wiring_seed`
+    (layer l uses seed (wiring_seed, l)).
+    """
+    if config.train_subset is not None:
+        train_x, train_y = train_x[: config.train_subset], train_y[: config.train_subset]
+    if config.test_subset is not None:
+        test_x, test_y = test_x[: config.test_subset], test_y[: config.test_subset]
+    data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+    in_dim = int(np.shape(train_x)[-1])
+    for layer in range(config.layers):
+        idx_2xN = logic.make_wiring(
+            np.random.SeedSequence([config.wiring_seed, layer]).generate_state(1)[0],
+            in_dim,
+            config.width,
+            config.wiring,
+        )
+        data[f"wiring_{layer}"], data[f"wiring_inv_{layer}"] = logic.wiring_tables(idx_2xN, in_dim)
+        in_dim = config.width
+    return data
+
+
+class DLGNTask:
+    name = "dlgn"
+    headline_metric = "test_acc"
+    metric_directions = {
+        "test_acc": "max",
+        "test_acc_train_mode": "max",
+        "gate_perplexity": "max",
+        "train_loss": "min",
+        "train_acc": "max",
+    }
+    heatmap_metrics = ("test_acc", "gate_perplexity")
+    estimators = (*ESTIMATOR_FAMILIES, RELAXATION)
+    untempered_estimators = (RELAXATION,)
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    # -- data --------------------------------------------------------------------------------
+    def load_data(self, data_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        from dst_jax.data import pipeline
+
+        cfg = self.config
+        train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "threshold")
+        test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "threshold")
+        data = build_data(cfg, train_x, train_y, test_x, test_y)
+        info = {**dict(info), "wiring": cfg.wiring, "wiring_seed": cfg.wiring_seed}
+        return data, info
+
+    # -- model -------------------------------------------------------------------------------
+    def init_params(self, key: jax.Array, data: Mapping[str, jax.Array]) -> PyTree:
+        """{"gate_logits": [(width, 16)] * layers}, i.i.d. N(0, init_std^2)."""
+        cfg = self.config
+        keys = jax.random.split(key, cfg.layers)
+        return {
+            "gate_logits": [
+                cfg.init_std * jax.random.normal(k, (cfg.width, logic.N_GATES), jnp.float32)
+                for k in keys
+            ]
+        }
+
+    def gate_coefficients(
+        self,
+        key: jax.Array,
+        logits_NxG: jax.Array,
+        estimator: str,
+        tau_f: jax.Array,
+        tau_b: jax.Array,
+        batch: int | None = None,
+    ) -> jax.Array:
+        """Training-mode coefficients of one layer: (N, 4), or (batch, N, 4) per example.
+
+        z = estimator(key, logits, tau_f, tau_b) (one-hot forward, surrogate backward), or
+        z = softmax(logits) for the relaxation; then c = z @ C.
+        """
+        if estimator == RELAXATION:
+            return logic.gate_coefficients(jax.nn.softmax(logits_NxG, axis=-1))
+        if estimator not in ESTIMATOR_FAMILIES:
+            raise ValueError(
+                f"unknown estimator {estimator!r} for dlgn; choose one of {self.estimators}"
+            )
+        if batch is not None:
+            logits_NxG = jnp.broadcast_to(logits_NxG, (batch, *logits_NxG.shape))
+        z = estimators.get(estimator)(key, logits_NxG, tau_f, tau_b)
+        return logic.gate_coefficients(z)
+
+    def forward(
+        self, coefs: Sequence[jax.Array], x_BxD: jax.Array, data: Mapping[str, jax.Array]
+    ) -> jax.Array:
+        """Class logits (B, n_classes) of the network with per-layer coefficients (N, 4)."""
+        h_BxN = x_BxD.astype(jnp.float32)
+        for layer, coef in enumerate(coefs):
+            h_BxN = logic.logic_layer(
+                h_BxN, coef, data[f"wiring_{layer}"], data[f"wiring_inv_{layer}"]
+            )
+        return logic.group_sum(h_BxN, self.config.n_classes, self.config.group_sum_tau)
+
+    def _train_coefs(self, params, key, estimator, tau_f, tau_b, batch=None):
+        logits = params["gate_logits"]
+        keys = jax.random.split(key, len(logits))
+        return [
+            self.gate_coefficients(k, lg, estimator, tau_f, tau_b, batch)
+            for k, lg in zip(keys, logits, strict=True)
+        ]
+
+    def loss(self, params, key, x, y, data, estimator, tau_f, tau_b) -> tuple[jax.Array, Metrics]:
+        batch = x.shape[0] if self.config.per_example_samples else None
+        coefs = self._train_coefs(params, key, estimator, tau_f, tau_b, batch)
+        logits_BxC = self.forward(coefs, x, data)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y).mean()
+        return loss, {"acc": (logits_BxC.argmax(-1) == y).mean()}
+
+    # -- evaluation --------------------------------------------------------------------------
+    def gate_histogram(self, params: PyTree) -> jax.Array:
+        """(16,) fraction of neurons (all layers) whose argmax gate is each of `GATE_NAMES`."""
+        gates = jnp.concatenate([lg.argmax(-1) for lg in params["gate_logits"]])
+        return jax.nn.one_hot(gates, logic.N_GATES, dtype=jnp.float32).mean(0)
+
+    def evaluate(self, params, key, data, estimator, tau_f, tau_b) -> Metrics:
+        cfg = self.config
+        x_NxD, y_N = data["test_x"], data["test_y"]
+        n = x_NxD.shape[0]
+        eb = min(cfg.eval_batch_size, n)
+        n_full = n // eb
+        hard = [logic.argmax_coefficients(lg) for lg in params["gate_logits"]]
+        k_shared, k_slices = jax.random.split(key)
+        shared = None
+        if not cfg.per_example_samples:
+            shared = self._train_coefs(params, k_shared, estimator, tau_f, tau_b)
+
+        def correct(x, y, k):
+            train_coefs = shared
+            if train_coefs is None:
+                train_coefs = self._train_coefs(params, k, estimator, tau_f, tau_b, x.shape[0])
+            hits_hard = (self.forward(hard, x, data).argmax(-1) == y).sum()
+            hits_train = (self.forward(train_coefs, x, data).argmax(-1) == y).sum()
+            return jnp.stack([hits_hard, hits_train])
+
+        keys = jax.random.split(k_slices, n_full + 1)
+        xs = x_NxD[: n_full * eb].reshape(n_full, eb, -1)
+        ys = y_N[: n_full * eb].reshape(n_full, eb)
+        # lax.map keeps one slice of activations alive at a time (times the grid's vmap width).
+        hits = jax.lax.map(lambda a: correct(*a), (xs, ys, keys[:n_full])).sum(0)
+        if n % eb:
+            hits = hits + correct(x_NxD[n_full * eb :], y_N[n_full * eb :], keys[n_full])
+
+        hist = self.gate_histogram(params)
+        entropy = -jnp.sum(jnp.where(hist > 0, hist * jnp.log(jnp.where(hist > 0, hist, 1)), 0))
+        return {
+            "test_acc": hits[0] / n,
+            "test_acc_train_mode": hits[1] / n,
+            "gate_perplexity": jnp.exp(entropy),
+            "gate_hist": hist,
+        }
+
+    # -- figures -----------------------------------------------------------------------------
+    def figures(self, out_dir, results, best_params, data) -> list[str]:
+        """`gate_hist.png`: argmax-gate usage of the best run of each estimator."""
+        if not best_params:
+            return []
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = _best_labels(results, self.headline_metric)
+        names = list(best_params)
+        width = 0.8 / len(names)
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        xs = np.arange(logic.N_GATES)
+        for i, est in enumerate(names):
+            hist = np.asarray(self.gate_histogram(best_params[est]))
+            perplexity = float(np.exp(-np.sum(hist[hist > 0] * np.log(hist[hist > 0]))))
+            ax.bar(
+                xs + (i - (len(names) - 1) / 2) * width,
+                hist,
+                width,
+                label=f"{labels.get(est, est)}, perplexity {perplexity:.2f}",
+            )
+        ax.set_xticks(xs, logic.GATE_NAMES, rotation=45, ha="right")
+        ax.set_ylabel("fraction of neurons (argmax gate)")
+        dataset = results.get("dataset", "")
+        ax.set_title(f"dlgn: gate usage of the best run per estimator ({dataset})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(out_dir, "gate_hist.png")
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+        plt.close(fig)
+        return [path]
+
+
+def _best_labels(results: Mapping[str, Any], metric: str) -> dict[str, str]:
+    """estimator -> "name (tau_f=.., tau_b=..)" of its best run by `metric` (mean not taken)."""
+    best: dict[str, tuple[float, str]] = {}
+    for run in results.get("runs", []):
+        score = run.get("final", {}).get(metric)
+        if score is None or run.get("diverged"):
+            continue
+        est = run["estimator"]
+        if est == RELAXATION:
+            label = est
+        elif est == "decoupled_st":
+            label = f"{est} (tau_f={run['tau_f']:g}, tau_b={run['tau_b']:g})"
+        else:
+            label = f"{est} (tau={run['tau_f']:g})"
+        if est not in best or score > best[est][0]:
+            best[est] = (score, label)
+    return {est: label for est, (_, label) in best.items()}
+
+
+def make_task(config: Config) -> DLGNTask:
+    return DLGNTask(config)

@@ -1,0 +1,46 @@
+"""Differentiable logic gate network on CIFAR-10: the paper's third task (DESIGN.md section 2).
+
+Inputs: CIFAR-10 (the JPEG q75 copy of ../shared/data unless --data-dir points elsewhere), every
+channel thresholded at 1/4, 2/4, 3/4 -> 9,216 binary inputs.
+
+Paper-scale protocol (difflogic "small": 4 logic layers x 12,000 neurons, GroupSum tau = 100;
+Adam lr 0.01, batch 100; decoupled_st over the 10 x 10 (tau_f, tau_b) grid, the three
+single-temperature estimators over the 10 temperatures, plus difflogic's softmax relaxation as a
+reference row; 1 seed; 100 epochs = 50,000 steps per run; 131 runs):
+
+    python -m experiments.run dlgn --out runs/dlgn
+
+Smoke run (2 layers x 2,000 neurons on a 2,000-image subset, 2 x 2 grid, 200 steps):
+
+    python -m experiments.run dlgn --out runs/dlgn-smoke --smoke
+
+Cost: see docs/RESULTS.md for measured wall times (machine named there).
+"""
+
+from __future__ import annotations
+
+from dst_jax.sweep.config import SweepConfig
+from dst_jax.tasks.base import ESTIMATOR_FAMILIES
+from dst_jax.tasks.dlgn import RELAXATION, Config
+
+ESTIMATORS = (*ESTIMATOR_FAMILIES, RELAXATION)
+
+
+def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
+    if smoke:
+        return (
+            Config(layers=2, width=2000, train_subset=2000, test_subset=1000),
+            SweepConfig(
+                estimators=ESTIMATORS,
+                tau_f=(0.5, 2.0),
+                tau_b=(0.5, 2.0),
+                seeds=1,
+                lrs=(0.01,),
+                epochs=10,
+                max_steps=200,
+                eval_every=100,
+            ),
+        )
+    return Config(), SweepConfig(
+        estimators=ESTIMATORS, seeds=1, lrs=(0.01,), epochs=100, eval_every=2500
+    )
