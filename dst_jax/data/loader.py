@@ -72,7 +72,7 @@ class _Source:
     variant: str
     canonical: bool
 
-    def files(self, spec: DatasetSpec) -> list[Path]:
+    def files(self) -> list[Path]:
         if self.kind == "idx":
             return [self.path / f for s in SPLITS for f in IDX_FILES[s]]
         return [self.path]
@@ -116,7 +116,7 @@ def _find_source(spec: DatasetSpec, root: Path) -> _Source | None:
     folder = root / spec.name
     if spec.name != "cifar10":
         source = _Source("idx", folder, spec.name, True)
-        return source if all(p.is_file() for p in source.files(spec)) else None
+        return source if all(p.is_file() for p in source.files()) else None
     found = _cifar_sources(folder)
     if not found:
         return None
@@ -180,7 +180,7 @@ def _decode(source: _Source, spec: DatasetSpec) -> dict[str, tuple[np.ndarray, n
     """Verify and decode every split of `source`, checking counts and shapes."""
     per_class = None
     if source.kind == "idx":
-        for path in source.files(spec):
+        for path in source.files():
             cache.verify_sha256(path, spec.sha256[path.name])
         splits = {
             s: formats.read_idx_pair(
@@ -303,13 +303,13 @@ def load_with_info(
         _download(spec, root)
         source = _find_source(spec, root)
         assert source is not None, "files were downloaded, so a source must exist"
-    path = cache.cache_path(source.variant, cache.source_key(source.files(spec), source.kind))
+    path = cache.cache_path(source.variant, cache.source_key(source.files(), source.kind))
     hit = cache.read_split(path, split)
     if hit is not None:
         images, labels, _ = hit
         return images, labels, _info(source, split, labels.shape[0])
     splits = _decode(source, spec)
-    cache.write(path, splits, _info(source, "all", 0))
+    cache.write(path, splits, {"dataset": source.variant, "source": str(source.path)})
     images, labels = splits[split]
     return images, labels, _info(source, split, labels.shape[0])
 
