@@ -1,0 +1,348 @@
+"""Forward laws, dtypes, shapes, extremes and input checks of `dst_jax.estimators`.
+
+Gradients (against analytic Jacobians in float64), the Bernoulli/categorical identities and the
+JAX transforms are in test_estimators_grad.py.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dst_jax
+from dst_jax import estimators as E
+
+CATEGORICAL = list(E.CATEGORICAL)
+BERNOULLI = list(E.BERNOULLI)
+NAMES = CATEGORICAL + BERNOULLI
+TWO_TEMPERATURES = ("decoupled_st", "decoupled_st_bernoulli")
+# Forward at temperature 1 whatever tau.
+TAU_FREE_FORWARD = ("st_gumbel_softmax", "st_gumbel_sigmoid")
+
+LOGITS_K = jnp.array([0.5, 0.2, -0.3, 0.0])  # one categorical over 4 classes
+LOGITS_A = jnp.array([-1.0, -0.2, 0.0, 0.4, 1.5])  # 5 Bernoulli units
+N = 20_000  # samples per frequency estimate
+
+
+def sample(name, key, logits, tau_f, tau_b=1.0):
+    return E.get(name)(key, logits, tau_f, tau_b)
+
+
+def logits_for(name, batch, dtype=jnp.float32, seed=1):
+    shape = (*batch, 4) if name in CATEGORICAL else batch
+    return (2.0 * jax.random.normal(jax.random.key(seed), shape)).astype(dtype)
+
+
+# The tests run eagerly on a few shared shapes: each jit-compiled program that draws random
+# numbers costs about a CPU second to compile on XLA:CPU, while eagerly the noise draw is one
+# cached program per shape, shared by all eight estimators. test_estimators_grad.py covers jit.
+
+# (tau_f, tau_b) pairs sampled: the three laws of the issue, two more forward temperatures to
+# compare, and tau_b varied at fixed tau_f.
+TAU_PAIRS = [(0.1, 1.0), (1.0, 1.0), (5.0, 1.0), (0.5, 1.0), (2.0, 1.0), (1.0, 0.1)]
+
+
+@functools.cache
+def samples(name, seed=0):
+    """(len(TAU_PAIRS), N, ...) samples of LOGITS_K / LOGITS_A repeated N times, one key."""
+    base = LOGITS_K if name in CATEGORICAL else LOGITS_A
+    logits = jnp.broadcast_to(base, (N, *base.shape))
+    key = jax.random.key(seed)
+    return np.stack([np.asarray(sample(name, key, logits, tf, tb)) for tf, tb in TAU_PAIRS])
+
+
+def law(name, tau_f):
+    tau = 1.0 if name in TAU_FREE_FORWARD else tau_f
+    if name in CATEGORICAL:
+        return np.asarray(jax.nn.softmax(LOGITS_K / tau), np.float64)
+    return np.asarray(jax.nn.sigmoid(LOGITS_A / tau), np.float64)
+
+
+def value_and_vjp(name):
+    """(key, logits, tau_f, tau_b, cotangent) -> (sample, cotangent for the logits)."""
+    fn = E.get(name)
+
+    def run(key, logits, tau_f, tau_b, ct):
+        z, vjp = jax.vjp(lambda l: fn(key, l, tau_f, tau_b), logits)
+        return z, vjp(ct)[0]
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward laws.
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_frequencies_match_tempered_law(name):
+    """Frequencies of N samples within 5 binomial sigma of softmax(l/tau_f) / sigmoid(a/tau_f)
+    (of softmax(l) / sigmoid(a) for st_gumbel_*), for tau_f in {0.1, 1, 5}."""
+    z = samples(name)
+    for i, tau_f in enumerate((0.1, 1.0, 5.0)):
+        assert TAU_PAIRS[i][0] == tau_f
+        freq, p = z[i].mean(0), law(name, tau_f)
+        sigma = np.sqrt(p * (1 - p) / N)
+        np.testing.assert_array_less(np.abs(freq - p), 5 * sigma + 1e-12, err_msg=f"{tau_f=}")
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in TAU_FREE_FORWARD])
+def test_forward_law_depends_on_tau_f(name):
+    f1, f2 = samples(name)[3].mean(0), samples(name)[4].mean(0)  # tau_f = 0.5 and 2.0
+    p1, p2 = law(name, 0.5), law(name, 2.0)
+    sigma = np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / N)
+    assert np.max(np.abs(f1 - f2) / sigma) > 10
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_sample_ignores_the_temperatures_it_should(name):
+    """st_gumbel_* ignore tau in the forward; the others ignore tau_b there (same key)."""
+    z = samples(name)
+    np.testing.assert_array_equal(z[5], z[1])  # tau_b = 0.1 vs 1.0 at tau_f = 1
+    if name in TAU_FREE_FORWARD:
+        for i in range(1, len(TAU_PAIRS)):
+            np.testing.assert_array_equal(z[i], z[0])
+    else:
+        assert not np.array_equal(z[0], z[2])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_given_key(name):
+    np.testing.assert_array_equal(samples(name, seed=0), samples.__wrapped__(name, seed=0))
+    assert not np.array_equal(samples(name, seed=1), samples(name, seed=0))
+
+
+def test_deterministic_forms():
+    l = jnp.array([[0.1, 2.0, -1.0], [3.0, 3.5, 0.0]], jnp.bfloat16)
+    z = E.argmax_one_hot(l)
+    assert z.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(z, np.float32), [[0, 1, 0], [0, 1, 0]])
+    a = jnp.array([-0.5, 0.0, 0.25])
+    np.testing.assert_array_equal(E.bernoulli_mode(a), [0.0, 0.0, 1.0])
+    assert E.bernoulli_mode(a).dtype == a.dtype
+    # Evaluation forms carry no gradient.
+    w = jnp.array([1.0, 2.0, 3.0], jnp.bfloat16)
+    np.testing.assert_array_equal(jax.grad(lambda l: (E.argmax_one_hot(l) * w).sum())(l), 0.0)
+    np.testing.assert_array_equal(jax.grad(lambda a: E.bernoulli_mode(a).sum())(a), 0.0)
+
+
+def test_package_reexports():
+    for name in NAMES:
+        assert getattr(dst_jax, name) is getattr(E, name)
+    assert dst_jax.estimators is E
+
+
+# ----------------------------------------------------------------------------------------------
+# Keys, dtypes, shapes.
+
+
+@pytest.mark.parametrize("name", ["decoupled_st", "decoupled_st_bernoulli"])
+def test_raw_and_typed_keys_give_the_same_sample(name):
+    logits = logits_for(name, (2, 3))
+    ct = jnp.ones_like(logits)
+    z_typed, g_typed = value_and_vjp(name)(jax.random.key(4), logits, 0.8, 1.3, ct)
+    z_raw, g_raw = value_and_vjp(name)(jax.random.PRNGKey(4), logits, 0.8, 1.3, ct)
+    np.testing.assert_array_equal(z_typed, z_raw)
+    np.testing.assert_array_equal(g_typed, g_raw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_key_cotangent_is_float0(name):
+    """The key never enters the custom_vjp, so either key kind gets JAX's float0 cotangent."""
+    logits = logits_for(name, (3,))
+    for key in (jax.random.key(4), jax.random.PRNGKey(4)):
+
+        def key_and_logit_cotangents(k, l):
+            z, vjp = jax.vjp(lambda k, l: sample(name, k, l, 0.8, 1.3), k, l)
+            return vjp(jnp.ones_like(z))
+
+        ct_key, ct_logits = jax.eval_shape(key_and_logit_cotangents, key, logits)
+        assert ct_key.dtype == jax.dtypes.float0 and ct_key.shape == key.shape
+        assert ct_logits.shape == logits.shape
+
+
+@pytest.fixture
+def x64():
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+def check_shapes_and_dtypes(dtypes):
+    for name in NAMES:
+        for dtype in dtypes:
+            for batch in [(), (3,), (2, 3)]:
+                if name in CATEGORICAL and batch == ():
+                    batch = (1,)  # a single categorical: logits (K,)
+                shape = (*batch, 4) if name in CATEGORICAL else batch
+                logits = jax.ShapeDtypeStruct(shape, dtype)
+                z, ct = jax.eval_shape(
+                    value_and_vjp(name), jax.random.key(0), logits, 0.5, 2.0, logits
+                )
+                assert (z.shape, z.dtype) == (shape, dtype), (name, shape, dtype)
+                assert (ct.shape, ct.dtype) == (shape, dtype), (name, shape, dtype)
+
+
+def test_shapes_and_dtypes_preserved():
+    """Output and logits-gradient keep the logits' shape and dtype, for leading batch shapes
+    (), (3,), (2, 3) (for categorical logits: (K,), (3, K), (2, 3, K))."""
+    check_shapes_and_dtypes([jnp.bfloat16, jnp.float32])
+
+
+def test_shapes_and_dtypes_preserved_float64(x64):
+    check_shapes_and_dtypes([jnp.float64])
+
+
+def test_per_example_temperatures_broadcast():
+    """A temperature array that broadcasts to the logits acts per example."""
+    logits = jnp.broadcast_to(LOGITS_K, (2, N // 4, 4))
+    tau_f = jnp.array([0.2, 5.0])[:, None, None]
+    z = E.decoupled_st(jax.random.key(0), logits, tau_f, 1.0)
+    freq = np.asarray(z.mean(1))
+    for i, tau in enumerate((0.2, 5.0)):
+        p = np.asarray(jax.nn.softmax(LOGITS_K / tau))
+        np.testing.assert_array_less(np.abs(freq[i] - p), 5 * np.sqrt(p * (1 - p) / (N // 4)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Concrete values at the extremes, in bfloat16 and float32.
+
+EXTREME_LOGITS = jnp.array(
+    [
+        [[-50.0, 50.0, 0.0, 49.0], [50.0, -50.0, -49.5, 49.0], [0.1, -0.1, 0.0, 0.0]],
+        [[50.0, 50.0, 50.0, 50.0], [-50.0, -50.0, -50.0, 40.0], [1.0, 2.0, 3.0, 4.0]],
+    ]
+)  # (2, 3, 4)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+@pytest.mark.parametrize("name", NAMES)
+def test_extremes_are_finite(name, dtype):
+    """tau in {1e-3, 1e3}, |logits| up to 50: finite one-hot / {0, 1} values, finite gradients."""
+    logits = EXTREME_LOGITS if name in CATEGORICAL else EXTREME_LOGITS[..., 0]
+    logits = logits.astype(dtype)
+    ct_out = jax.random.normal(jax.random.key(9), logits.shape, dtype)
+    for tau_f in (1e-3, 1e3):
+        for tau_b in (1e-3, 1e3):
+            z, ct = value_and_vjp(name)(jax.random.key(1), logits, tau_f, tau_b, ct_out)
+            assert z.dtype == dtype and ct.dtype == dtype
+            z, ct = np.asarray(z, np.float32), np.asarray(ct, np.float32)
+            assert set(np.unique(z)) <= {0.0, 1.0}
+            if name in CATEGORICAL:
+                np.testing.assert_array_equal(z.sum(-1), 1.0)
+            assert np.all(np.isfinite(ct)), (tau_f, tau_b)
+            if name in CATEGORICAL and name not in TAU_FREE_FORWARD and tau_f == 1e-3:
+                # At tau_f = 1e-3 a logit gap of 1 is 1000 in scores: the sample is the mode.
+                np.testing.assert_array_equal(z[0, :2], np.asarray(E.argmax_one_hot(logits))[0, :2])
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input.
+
+
+def temperature_args(name):
+    return ("tau_f", "tau_b") if name in TWO_TEMPERATURES else ("tau",)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_temperature_names_the_argument(name, bad):
+    fn = getattr(E, name)
+    logits = logits_for(name, (2,))
+    key = jax.random.key(0)
+    for arg in temperature_args(name):
+        temps = {a: 1.0 for a in temperature_args(name)} | {arg: bad}
+        with pytest.raises(ValueError, match=rf"^{arg} must be a positive finite number, got"):
+            fn(key, logits, **temps)
+        # Concrete numpy / jax arrays are checked as well.
+        temps[arg] = jnp.array([1.0, bad]) if name in BERNOULLI else np.array(bad)
+        with pytest.raises(ValueError, match=rf"^{arg} must"):
+            fn(key, logits, **temps)
+
+
+def test_temperature_of_wrong_shape():
+    with pytest.raises(ValueError, match="tau_b of shape"):
+        E.decoupled_st(jax.random.key(0), jnp.zeros((3, 4)), 1.0, jnp.ones(3))
+    with pytest.raises(ValueError, match="tau of shape"):
+        E.sigmoid_ste(jax.random.key(0), jnp.zeros(3), jnp.ones(2))
+
+
+def test_check_temperatures():
+    E.check_temperatures(tau_f=np.array([0.1, 5.0]), tau_b=jnp.array([[1e-3], [1e3]]), tau=2)
+    with pytest.raises(ValueError, match=r"^tau_b must hold positive finite numbers, got \[0.0"):
+        E.check_temperatures(tau_f=np.array([0.1, 5.0]), tau_b=np.array([1.0, 0.0, np.nan]))
+    with pytest.raises(ValueError, match=r"^tau_f must be a positive finite number, got inf"):
+        E.check_temperatures(tau_f=np.inf)
+    with pytest.raises(ValueError, match="tau_f must be a real number"):
+        E.check_temperatures(tau_f="1.0")
+    with pytest.raises(ValueError, match="tau_f is traced"):
+        jax.jit(lambda t: E.check_temperatures(tau_f=t))(1.0)
+
+
+def test_traced_temperatures_compile_without_checks():
+    """Under jit and vmap the value is unknown: the estimators skip the check and compile (the
+    grid-level guard is check_temperatures)."""
+    loss = lambda t: E.decoupled_st(jax.random.key(0), LOGITS_K, 1.0, t)[1]  # noqa: E731
+    grads = jax.jit(jax.vmap(jax.grad(lambda t, l: loss(t) * l, argnums=1), (0, None)))(
+        jnp.array([0.5, 2.0]), 1.0
+    )
+    np.testing.assert_array_equal(grads, 0.0)  # value of one entry of a sample: no tau gradient
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_categorical_refuses_scalar_logits(name):
+    with pytest.raises(ValueError, match="needs logits with a category axis"):
+        sample(name, jax.random.key(0), jnp.float32(1.0), 1.0)
+    with pytest.raises(ValueError, match="empty category axis"):
+        sample(name, jax.random.key(0), jnp.zeros((3, 0)), 1.0)
+    with pytest.raises(ValueError, match="category axis"):
+        E.argmax_one_hot(1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_logits_refused(name):
+    with pytest.raises(ValueError, match="logits must be a floating-point array"):
+        sample(name, jax.random.key(0), jnp.ones((2, 3), jnp.int32), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lookup.
+
+
+def test_get_uniform_form_matches_the_functions():
+    key = jax.random.key(2)
+    for name in NAMES:
+        logits = logits_for(name, (2, 3))
+        fn = getattr(E, name)
+        direct = fn(key, logits, 0.4, 2.5) if name in TWO_TEMPERATURES else fn(key, logits, 0.4)
+        np.testing.assert_array_equal(E.get(name)(key, logits, 0.4, 2.5), direct)
+        assert E.get(name) is E.get(name)
+    noisy = E.get("decoupled_st", backward_noise=True)
+    logits = logits_for("decoupled_st", (2, 3))
+    g1 = jax.grad(lambda l: (noisy(key, l, 0.4, 2.5) * logits).sum())(logits)
+    g2 = jax.grad(lambda l: (E.decoupled_st(key, l, 0.4, 2.5, True) * logits).sum())(logits)
+    g3 = jax.grad(lambda l: (E.decoupled_st(key, l, 0.4, 2.5) * logits).sum())(logits)
+    np.testing.assert_array_equal(g1, g2)
+    assert not np.allclose(g1, g3)  # the noisy backward is a different gradient
+
+
+def test_get_and_bernoulli_name_refuse_bad_names():
+    with pytest.raises(ValueError, match="unknown estimator 'gumbel'"):
+        E.get("gumbel")
+    with pytest.raises(ValueError, match="backward_noise applies to"):
+        E.get("softmax_ste", backward_noise=True)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        E.bernoulli_name("softmax")
+
+
+def test_bernoulli_name():
+    assert [E.bernoulli_name(f) for f in E.FAMILIES] == [
+        "decoupled_st_bernoulli",
+        "sigmoid_ste",
+        "st_gumbel_sigmoid",
+        "identity_ste_bernoulli",
+    ]
+    assert [E.bernoulli_name(b) for b in BERNOULLI] == BERNOULLI
+    assert E.NAMES == tuple(NAMES) and len(set(E.NAMES)) == 8

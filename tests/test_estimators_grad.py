@@ -1,0 +1,235 @@
+"""Backward passes of `dst_jax.estimators` against analytic Jacobians, the identities between
+estimators, and the JAX transforms (jit, grad, vmap, scan, checkpoint, no re-tracing)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+from dst_jax import estimators as E
+
+CATEGORICAL = list(E.CATEGORICAL)
+BERNOULLI = list(E.BERNOULLI)
+NAMES = CATEGORICAL + BERNOULLI
+# Every function, and both backward_noise settings of the decoupled ones.
+CASES = [(n, False) for n in NAMES] + [("decoupled_st", True), ("decoupled_st_bernoulli", True)]
+
+
+@pytest.fixture
+def x64():
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+def rel_err(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return np.linalg.norm(got - want) / np.linalg.norm(want)
+
+
+# ----------------------------------------------------------------------------------------------
+# Backward = analytic Jacobian product (float64).
+
+
+def softmax_np(s):
+    e = np.exp(s - s.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def sigmoid_np(s):
+    return 1.0 / (1.0 + np.exp(-s))
+
+
+def analytic(name, backward_noise, key, l, tau_f, tau_b):
+    """(forward value, full Jacobian dz/dl) from DESIGN.md, per example, built in numpy."""
+    if name in CATEGORICAL:
+        g = np.asarray(E._gumbel_noise(key, l.shape, jnp.float64))
+        tau = {"decoupled_st": tau_b}.get(name, tau_f)
+        forward = {"st_gumbel_softmax": l + g}.get(name, l / tau_f + g)
+        z = np.eye(l.shape[-1])[forward.argmax(-1)]
+        if name == "identity_ste":
+            return z, np.broadcast_to(np.eye(l.shape[-1]), l.shape + l.shape[-1:])
+        s = {"st_gumbel_softmax": (l + g) / tau}.get(name, l / tau + g * backward_noise)
+        p = softmax_np(s)
+        # J[..., i, j] = dz_i/dl_j = (p_i delta_ij - p_i p_j) / tau, the full K x K matrix.
+        J = np.einsum("...i,ij->...ij", p, np.eye(p.shape[-1])) - p[..., :, None] * p[..., None, :]
+        return z, J / tau
+    L = np.asarray(E._logistic_noise(key, l.shape, jnp.float64))
+    tau = {"decoupled_st_bernoulli": tau_b}.get(name, tau_f)
+    z = ({"st_gumbel_sigmoid": l + L}.get(name, l / tau_f + L) > 0).astype(np.float64)
+    if name == "identity_ste_bernoulli":
+        return z, np.ones_like(l)
+    s = {"st_gumbel_sigmoid": (l + L) / tau}.get(name, l / tau + L * backward_noise)
+    return z, sigmoid_np(s) * (1 - sigmoid_np(s)) / tau  # diagonal Jacobian
+
+
+@pytest.mark.parametrize("name,backward_noise", CASES)
+def test_vjp_matches_analytic_jacobian(x64, name, backward_noise):
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    shape = (3, 5)  # 3 categoricals of 5 classes, or 3 x 5 Bernoulli units
+    l = 1.5 * jax.random.normal(k1, shape, jnp.float64)
+    v = jax.random.normal(k2, shape, jnp.float64)
+    tau_f, tau_b = jnp.float64(0.7), jnp.float64(1.9)
+    fn = E.get(name, backward_noise=backward_noise)
+    z, vjp = jax.vjp(lambda l, tf, tb: fn(k3, l, tf, tb), l, tau_f, tau_b)
+    ct_l, ct_tf, ct_tb = vjp(v)
+
+    z_want, J = analytic(name, backward_noise, k3, np.asarray(l), 0.7, 1.9)
+    np.testing.assert_array_equal(z, z_want)  # the backward used the forward's noise
+    if name in CATEGORICAL:
+        want = np.einsum("...i,...ij->...j", np.asarray(v), J)  # v^T dz/dl
+    else:
+        want = np.asarray(v) * J
+    assert ct_l.dtype == jnp.float64
+    assert rel_err(ct_l, want) < 1e-9
+    # Temperatures are hyperparameters: zero cotangent of their shape and dtype.
+    for ct in (ct_tf, ct_tb):
+        assert ct.shape == () and ct.dtype == jnp.float64 and ct == 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Identities.
+
+
+def value_and_grad(fn, key, logits, ct):
+    z, vjp = jax.vjp(lambda l: fn(key, l), logits)
+    return z, vjp(ct)[0]
+
+
+@pytest.mark.parametrize("tau", [0.3, 2.0])
+def test_single_temperature_ste_is_decoupled_at_equal_temperatures(tau):
+    key, k1 = jax.random.split(jax.random.key(1))
+    for single, decoupled in [
+        (E.softmax_ste, E.decoupled_st),
+        (E.sigmoid_ste, E.decoupled_st_bernoulli),
+    ]:
+        l = 2.0 * jax.random.normal(k1, (3, 4))
+        got = value_and_grad(lambda k, l, f=single: f(k, l, tau), key, l, l)
+        want = value_and_grad(lambda k, l, f=decoupled: f(k, l, tau, tau), key, l, l)
+        chex.assert_trees_all_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "family,backward_noise", [(f, False) for f in E.FAMILIES] + [("decoupled_st", True)]
+)
+def test_bernoulli_is_categorical_on_zero_and_a(x64, family, backward_noise):
+    """With logits [0, a], softmax(./t)[1] = sigmoid(a/t). With the same key the Bernoulli noise
+    L is the categorical's g1 - g0, so the samples coincide exactly (same law, a fortiori), and
+    the gradient w.r.t. a for a cotangent w equals the categorical one for cotangent [0, w]."""
+    cat = E.get(family, backward_noise=backward_noise)
+    ber = E.get(E.bernoulli_name(family), backward_noise=backward_noise)
+    k1, k2, key = jax.random.split(jax.random.key(2), 3)
+    a = 1.5 * jax.random.normal(k1, (500,), jnp.float64)
+    w = jax.random.normal(k2, a.shape, jnp.float64)
+    for tau_f, tau_b in [(0.5, 2.0), (3.0, 0.4)]:
+        z_b, g_b = value_and_grad(lambda k, a, tf=tau_f, tb=tau_b: ber(k, a, tf, tb), key, a, w)
+        z_c, g_c = value_and_grad(
+            lambda k, a, tf=tau_f, tb=tau_b: cat(k, jnp.stack([0 * a, a], -1), tf, tb)[..., 1],
+            key,
+            a,
+            w,
+        )
+        np.testing.assert_array_equal(z_b, z_c)
+        assert 0.1 < float(z_b.mean()) < 0.9  # both outcomes occur: the comparison has teeth
+        np.testing.assert_allclose(g_b, g_c, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Transforms (float32).
+
+
+def setup_case(name, batch=(3,)):
+    k1, k2 = jax.random.split(jax.random.key(3))
+    shape = (*batch, 4)  # K = 4 classes, or 4 Bernoulli units
+    logits = 2.0 * jax.random.normal(k1, shape)
+    weights = jax.random.normal(k2, shape)  # a loss that sees every entry
+    return logits, weights
+
+
+def loss_and_grad(name, backward_noise=False):
+    """(key, logits, w, tau_f, tau_b) -> (sample, d sum(w * sample) / d logits)."""
+    fn = E.get(name, backward_noise=backward_noise)
+
+    def run(key, logits, w, tau_f, tau_b):
+        z, vjp = jax.vjp(lambda l: fn(key, l, tau_f, tau_b), logits)
+        return z, vjp(w)[0]
+
+    return run
+
+
+class JitTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*NAMES)
+    def test_jit_equals_eager_and_does_not_retrace(self, name):
+        logits, w = setup_case(name)
+        key = jax.random.key(4)
+        want = loss_and_grad(name)(key, logits, w, 0.7, 1.3)
+        run = loss_and_grad(name)
+        if self.variant.type is chex.ChexVariantType.WITH_JIT:
+            # New temperature values are new array arguments, not new programs.
+            chex.clear_trace_counter()
+            run = chex.assert_max_traces(run, n=1)
+        run = self.variant(run)
+        for tau_f, tau_b in [(0.7, 1.3), (0.2, 4.0), (3.0, 0.5)]:
+            got = run(key, logits, w, tau_f, tau_b)
+            if (tau_f, tau_b) == (0.7, 1.3):
+                chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-7)
+            chex.assert_tree_all_finite(got)
+
+
+@pytest.mark.parametrize("name,backward_noise", CASES)
+def test_vmap_equals_python_loop(name, backward_noise):
+    """vmap over keys, over logits, over tau_f and over tau_b, each alone, equals a loop."""
+    run = loss_and_grad(name, backward_noise)
+    logits, w = setup_case(name, batch=(3, 2))  # 3 mapped entries of batch shape (2,)
+    keys = jax.random.split(jax.random.key(5), 3)
+    taus = jnp.array([0.3, 1.0, 2.5])
+    key, l, ww = keys[0], logits[0], w[0]
+    batched = {
+        "keys": ((keys, l, ww, 0.8, 1.4), (0, None, None, None, None)),
+        "logits": ((key, logits, w, 0.8, 1.4), (None, 0, 0, None, None)),
+        "tau_f": ((key, l, ww, taus, 1.4), (None, None, None, 0, None)),
+        "tau_b": ((key, l, ww, 0.8, taus), (None, None, None, None, 0)),
+    }
+    for what, (args, in_axes) in batched.items():
+        got = jax.vmap(run, in_axes)(*args)
+        for i in range(3):
+            one = [a if axis is None else a[i] for a, axis in zip(args, in_axes, strict=True)]
+            got_i = jax.tree.map(lambda x, i=i: x[i], got)
+            chex.assert_trees_all_close(got_i, run(*one), rtol=1e-6, atol=1e-7, custom_message=what)
+
+
+@pytest.mark.parametrize("name", ["decoupled_st", "decoupled_st_bernoulli"])
+def test_scan_matches_loop(name):
+    """A lax.scan of noisy-backward estimator steps (fresh key per step) equals the loop."""
+    run = loss_and_grad(name, backward_noise=True)
+    logits, w = setup_case(name)
+    keys = jax.random.split(jax.random.key(6), 4)
+    taus = jnp.array([[0.5, 2.0], [1.0, 1.0], [2.0, 0.5], [0.3, 0.3]])
+
+    def step(total, xs):
+        key, tau = xs
+        z, g = run(key, logits, w, tau[0], tau[1])
+        return total + g, z
+
+    total, zs = jax.lax.scan(step, jnp.zeros_like(logits), (keys, taus))
+    loop = [run(k, logits, w, t[0], t[1]) for k, t in zip(keys, taus, strict=True)]
+    chex.assert_trees_all_close(zs, jnp.stack([z for z, _ in loop]))
+    chex.assert_trees_all_close(total, sum(g for _, g in loop), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_gives_the_same_gradient(name):
+    logits, w = setup_case(name)
+    fn, key = E.get(name), jax.random.key(7)
+
+    def loss(l):
+        return jnp.sum(w * jnp.tanh(fn(key, l * 1.5, 0.6, 1.6) + l))
+
+    g_plain = jax.grad(loss)(logits)
+    g_remat = jax.grad(jax.checkpoint(loss))(logits)
+    chex.assert_trees_all_close(g_remat, g_plain, rtol=1e-6, atol=1e-7)
+    assert np.any(np.asarray(g_plain) != 0)
