@@ -7,10 +7,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from dst_jax import logic, tasks
+from dst_jax.sweep.engine import train_runs
+from dst_jax.sweep.grid import Run
 from dst_jax.tasks import dlgn
 
 # The 16 gates on Boolean numpy arrays, written from their names (independent of the 16x4 table).
@@ -159,9 +160,14 @@ def test_per_example_samples_differ_between_examples(small):
 
 def test_build_data_wiring_and_subsets():
     config = dlgn.Config(**{**SMALL.__dict__, "train_subset": 100, "test_subset": 50})
-    x, y = synthetic(256, 48, 0)
+    x, _ = synthetic(256, 48, 0)
+    y = np.repeat(np.arange(4), 64)  # sorted by class, like the CIFAR-10 JPEG copy
     data = dlgn.build_data(config, x, y, x, y)
     assert data["train_x"].shape == (100, 48) and data["test_y"].shape == (50,)
+    # The subsets are seeded random draws: every class is present, and the rows stay paired.
+    assert set(data["train_y"].tolist()) == set(range(4)) == set(data["test_y"].tolist())
+    rows = [np.flatnonzero((x == r).all(1))[0] for r in data["train_x"]]
+    np.testing.assert_array_equal(y[rows], data["train_y"])
     again = dlgn.build_data(config, x, y, x, y)
     for layer in range(config.layers):
         w, inv = data[f"wiring_{layer}"], data[f"wiring_inv_{layer}"]
@@ -196,32 +202,22 @@ def test_registry_builds_the_task():
     assert "softmax_relaxation" in task.estimators and task.headline_metric == "test_acc"
 
 
-@pytest.mark.parametrize("estimator", ["decoupled_st", "softmax_relaxation"])
-def test_short_training_improves_accuracy(estimator):
+def test_short_training_through_the_sweep_engine_improves_accuracy():
     config = dlgn.Config(
         layers=2, width=100, n_classes=2, group_sum_tau=3.0, batch_size=64, wiring="random"
     )
     task, data = make(config, n_train=512, n_test=256, d=32)
-    opt = optax.adam(0.05)
-
-    @jax.jit
-    def step(params, opt_state, key):
-        i = jax.random.choice(key, 512, (config.batch_size,), replace=False)
-        grads, _ = jax.grad(task.loss, has_aux=True)(
-            params, key, data["train_x"][i], data["train_y"][i], data, estimator, 1.0, 1.0
-        )
-        updates, opt_state = opt.update(grads, opt_state)
-        return optax.apply_updates(params, updates), opt_state
-
-    params = task.init_params(jax.random.key(0), data)
-    before = evaluate(task, params, data, estimator)
-    opt_state = opt.init(params)
-    for t in range(300):
-        params, opt_state = step(params, opt_state, jax.random.key(t + 1))
-    after = evaluate(task, params, data, estimator)
-    for name in ("test_acc", "test_acc_train_mode"):
-        # Measured over 5 init seeds: from 0.43-0.61 to 0.76-1.0.
-        assert float(after[name]) > max(0.7, float(before[name]) + 0.15), (name, before, after)
+    assert 0.4 < float(data["test_y"].mean()) < 0.6  # balanced: chance accuracy is about 0.5
+    runs = [Run(est, 1.0, 1.0, 0, 0.05) for est in ("decoupled_st", "softmax_relaxation")]
+    out = train_runs(task, data, runs, steps=300, eval_every=150, devices=jax.devices()[:1])
+    for run in out.runs:
+        final, curve = run["final"], run["curve"]
+        assert not run["diverged"] and curve["step"] == [150, 300]
+        # Measured over 5 seeds: test accuracies 0.82-0.95 (relaxation's train mode 0.95-0.99),
+        # train loss (mean over the segment) from 0.84-0.89 to 0.26-0.32 with decoupled_st.
+        assert final["test_acc"] > 0.75 and final["test_acc_train_mode"] > 0.75, run
+        assert curve["train_loss"][1] < 0.8 * curve["train_loss"][0], run
+        assert len(final["gate_hist"]) == 16 and 1 <= final["gate_perplexity"] <= 16
 
 
 def test_figures_write_gate_histogram_png(small, tmp_path):

@@ -59,8 +59,11 @@ class Config:
     init_std: float = 1.0
     per_example_samples: bool = False  # one gate sample per example instead of per step
     eval_batch_size: int = 500  # test examples per evaluation slice (bounds grid memory)
-    train_subset: int | None = None  # first k training examples only (smoke runs, tests)
+    # Smoke runs and tests: k examples drawn without replacement by a seeded permutation (the
+    # CIFAR-10 JPEG copy is stored sorted by class, so the first k would all be airplanes).
+    train_subset: int | None = None
     test_subset: int | None = None
+    subset_seed: int = 0
 
     def __post_init__(self):
         for name in ("layers", "width", "n_classes", "batch_size", "eval_batch_size"):
@@ -84,6 +87,18 @@ class Config:
                 raise ValueError(f"Config.{name} must be None or a positive integer, got {v}")
 
 
+def subset(x: Any, y: Any, k: int | None, seed: int) -> tuple[Any, Any]:
+    """k examples of (x, y) chosen by a seeded permutation, kept in their original order.
+
+    `k=None` or k >= N returns the split unchanged.
+    """
+    n = int(np.shape(y)[0])
+    if k is None or k >= n:
+        return x, y
+    idx = np.sort(np.random.default_rng(seed).permutation(n)[:k])
+    return x[idx], y[idx]
+
+
 def build_data(
     config: Config,
     train_x: Any,
@@ -93,13 +108,11 @@ def build_data(
 ) -> dict[str, np.ndarray]:
     """The task's `data` dict from binary inputs (N, D) and labels (N,), with the wiring tables.
 
-    Applies the train/test subsets and draws every layer's wiring from `config.wiring_seed`
-    (layer l uses seed (wiring_seed, l)).
+    Applies the train/test subsets (`subset`) and draws every layer's wiring from
+    `config.wiring_seed` (layer l uses seed (wiring_seed, l)).
     """
-    if config.train_subset is not None:
-        train_x, train_y = train_x[: config.train_subset], train_y[: config.train_subset]
-    if config.test_subset is not None:
-        test_x, test_y = test_x[: config.test_subset], test_y[: config.test_subset]
+    train_x, train_y = subset(train_x, train_y, config.train_subset, config.subset_seed)
+    test_x, test_y = subset(test_x, test_y, config.test_subset, config.subset_seed + 1)
     data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
     in_dim = int(np.shape(train_x)[-1])
     for layer in range(config.layers):
@@ -261,7 +274,7 @@ class DLGNTask:
         labels = _best_labels(results, self.headline_metric)
         names = list(best_params)
         width = 0.8 / len(names)
-        fig, ax = plt.subplots(figsize=(11, 4.5))
+        fig, ax = plt.subplots(figsize=(11, 6))
         xs = np.arange(logic.N_GATES)
         for i, est in enumerate(names):
             hist = np.asarray(self.gate_histogram(best_params[est]))
@@ -272,15 +285,17 @@ class DLGNTask:
                 width,
                 label=f"{labels.get(est, est)}, perplexity {perplexity:.2f}",
             )
+        ax.axhline(1 / logic.N_GATES, color="gray", ls="--", lw=0.8, label="uniform (1/16)")
         ax.set_xticks(xs, logic.GATE_NAMES, rotation=45, ha="right")
         ax.set_ylabel("fraction of neurons (argmax gate)")
         dataset = results.get("dataset", "")
         ax.set_title(f"dlgn: gate usage of the best run per estimator ({dataset})")
-        ax.legend(fontsize=8)
+        # Below the axes: inside, the legend would hide bars.
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.32))
         fig.tight_layout()
         path = os.path.join(out_dir, "gate_hist.png")
         with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         return [path]
 

@@ -10,7 +10,7 @@ reference row; 1 seed; 100 epochs = 50,000 steps per run; 131 runs):
 
     python -m experiments.run dlgn --out runs/dlgn
 
-Smoke run (2 layers x 2,000 neurons on a 2,000-image subset, 2 x 2 grid, 200 steps):
+Smoke run (2 layers x 4,800 neurons on a 2,000-image subset, 2 x 2 grid, 100 steps):
 
     python -m experiments.run dlgn --out runs/dlgn-smoke --smoke
 
@@ -29,7 +29,7 @@ ESTIMATORS = (*ESTIMATOR_FAMILIES, RELAXATION)
 def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
     if smoke:
         return (
-            Config(layers=2, width=2000, train_subset=2000, test_subset=1000),
+            Config(layers=2, width=4800, train_subset=2000, test_subset=1000),
             SweepConfig(
                 estimators=ESTIMATORS,
                 tau_f=(0.5, 2.0),
@@ -37,8 +37,8 @@ def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
                 seeds=1,
                 lrs=(0.01,),
                 epochs=10,
-                max_steps=200,
-                eval_every=100,
+                max_steps=100,
+                eval_every=50,
             ),
         )
     return Config(), SweepConfig(
