@@ -101,7 +101,9 @@ def plot_curves(
             if ys.size == 0:
                 continue
             (line,) = ax.plot(steps, np.nanmean(ys, 0), label=label)
-            ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2, color=line.get_color())
+            ax.fill_between(
+                steps, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2, color=line.get_color()
+            )
     for ax, m in zip(axes[0], metrics, strict=True):
         ax.set_xlabel("step")
         ax.set_ylabel(m)

@@ -51,12 +51,16 @@ def _positive_int(flag: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("task", choices=tasks.TASK_NAMES)
     p.add_argument("--out", required=True, help="output folder (results, plots, checkpoint)")
-    p.add_argument("--data-dir", default=None,
-                   help="data folder (default: $DST_DATA_DIR, else the user cache)")
+    p.add_argument(
+        "--data-dir", default=None, help="data folder (default: $DST_DATA_DIR, else the user cache)"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny grid, a few hundred steps")
     p.add_argument("--estimators", type=_names, help="comma list, e.g. decoupled_st,softmax_ste")
     p.add_argument("--tau-f", type=_floats("--tau-f"), help="forward temperatures (comma list)")
@@ -65,12 +69,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_floats("--lr"), help="learning rates (comma list)")
     p.add_argument("--epochs", type=float, help="training epochs per run")
     p.add_argument("--max-steps", type=_positive_int("--max-steps"), help="cap on training steps")
-    p.add_argument("--eval-every", type=_positive_int("--eval-every"),
-                   help="steps between test evaluations")
-    p.add_argument("--chunk-size", type=_positive_int("--chunk-size"),
-                   help="configs per compiled chunk (default: estimated from device memory)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a task config field, e.g. --set beta=0 (repeatable)")
+    p.add_argument(
+        "--eval-every", type=_positive_int("--eval-every"), help="steps between test evaluations"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int("--chunk-size"),
+        help="configs per compiled chunk (default: estimated from device memory)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a task config field, e.g. --set beta=0 (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -94,8 +107,11 @@ def _override_task_config(config, assignments: list[str]):
                 value = text.lower() in ("1", "true", "yes")
             elif origin is tuple or hint is tuple:
                 value = tuple(int(v) for v in text.split(",") if v)
-            elif hint is int or (origin is typing.Union and int in typing.get_args(hint)) or \
-                    "int" in str(hint):
+            elif (
+                hint is int
+                or (origin is typing.Union and int in typing.get_args(hint))
+                or "int" in str(hint)
+            ):
                 value = int(text)
             elif hint is float or "float" in str(hint):
                 value = float(text)

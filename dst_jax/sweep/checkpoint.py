@@ -50,16 +50,29 @@ class Checkpoint:
             atomic_write_json(path, stored)
         return stored
 
-    def chunk_size(self, estimator: str, proposed: int) -> int:
-        """The chunk size this sweep uses for `estimator`: the first one recorded wins, so a
-        resumed sweep cuts its runs exactly as the interrupted one did."""
+    def _sizes(self) -> dict[str, int]:
         path = self.dir / "chunk_sizes.json"
-        sizes = json.loads(path.read_text()) if path.exists() else {}
-        if estimator not in sizes:
-            sizes[estimator] = proposed
-            if self.writer:
-                atomic_write_json(path, sizes)
-        return int(sizes[estimator])
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def has_chunk_size(self, estimator: str) -> bool:
+        return estimator in self._sizes()
+
+    def chunk_size(self, estimator: str, proposed: int, fixed: bool = False) -> int:
+        """The chunk size for `estimator`: the one recorded by the first run of this sweep if
+        any, so a resumed sweep cuts its runs exactly as the interrupted one did; else
+        `proposed` (recorded now when `fixed`, i.e. given by the user)."""
+        sizes = self._sizes()
+        if estimator in sizes:
+            return int(sizes[estimator])
+        if fixed:
+            self.set_chunk_size(estimator, proposed)
+        return proposed
+
+    def set_chunk_size(self, estimator: str, size: int) -> None:
+        sizes = self._sizes()
+        sizes[estimator] = int(size)
+        if self.writer:
+            atomic_write_json(self.dir / "chunk_sizes.json", sizes)
 
     # -- finished chunks ---------------------------------------------------------------------
     def _chunk_path(self, estimator: str, k: int) -> Path:

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,23 +88,78 @@ def _free_device_bytes(device: jax.Device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
-def estimate_chunk_size(compiled_one, data_bytes: int, n_devices: int, device) -> int:
-    """Configs per chunk that fit device memory, from the compiled memory use of one config.
-
-    `compiled_one` is the segment compiled for one config per device; its temporaries, outputs
-    and non-data arguments scale with the number of configs, the replicated data does not.
-    """
-    mem = compiled_one.memory_analysis()
+def _per_config_bytes(compiled, n_configs: int, data_bytes: int) -> float:
+    mem = compiled.memory_analysis()
     if mem is None:
-        return MAX_AUTO_CHUNK
-    per_config = (
+        return 0.0
+    total = (
         mem.temp_size_in_bytes
         + mem.output_size_in_bytes
         + max(mem.argument_size_in_bytes - data_bytes, 0)
     )
-    budget = MEMORY_FRACTION * _free_device_bytes(device)
-    per_device = max(int(budget // max(per_config, 1)), 1)
-    return min(per_device * n_devices, MAX_AUTO_CHUNK)
+    return total / n_configs
+
+
+def _fitting_chunk_size(
+    program, est_runs, size, n_dev, data_g, data_bytes, n_steps, mesh, cfg_sh, compile_for
+) -> int:
+    """`size`, or less if the segment compiled for `size` configs would not fit device memory.
+
+    The compiled program's memory analysis gives bytes per config (temporaries, outputs and
+    non-data arguments scale with the configs; the replicated data does not).
+    """
+    hp = {
+        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=cfg_sh)
+        for k, v in grid.hparams_array(est_runs[:1], size).items()
+    }
+    state = jax.eval_shape(program.init, hp, data_g)
+    compiled = compile_for(state, hp, n_steps)
+    per_config = _per_config_bytes(compiled, size, data_bytes)
+    budget = MEMORY_FRACTION * _free_device_bytes(mesh.devices.flat[0]) * n_dev
+    if per_config <= 0 or per_config * size <= budget:
+        return size
+    fits = max(n_dev, int(budget // per_config) // n_dev * n_dev)
+    return min(fits, size)
+
+
+class _Program:
+    """The compiled functions of one (task, estimator, mesh), shared by every chunk and call."""
+
+    def __init__(self, task: Task, estimator: str, mesh: Mesh):
+        init, segment = make_fns(task, estimator)
+        cfg_sh = NamedSharding(mesh, PartitionSpec("configs"))
+        self.init_one = init
+        self.init = jax.jit(jax.vmap(init, in_axes=(0, None)), out_shardings=cfg_sh)
+        self.segment = jax.jit(
+            jax.vmap(segment, in_axes=(0, 0, None, None, None)),
+            static_argnums=4,
+            donate_argnums=0,
+            out_shardings=(cfg_sh, cfg_sh),
+        )
+        self._compiled: dict[tuple, Any] = {}
+
+    def compiled(self, state, hp, data, n_steps: int):
+        key = (
+            jax.tree.leaves(hp)[0].shape,
+            n_steps,
+            tuple((k, v.shape, str(v.dtype)) for k, v in sorted(data.items())),
+        )
+        if key not in self._compiled:
+            self._compiled[key] = self.segment.lower(
+                state, hp, data, jnp.int32(0), n_steps
+            ).compile()
+        return self._compiled[key]
+
+
+_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _program(task: Task, estimator: str, mesh: Mesh) -> _Program:
+    per_task = _PROGRAMS.setdefault(task, {})
+    key = (estimator, tuple(d.id for d in mesh.devices.flat))
+    if key not in per_task:
+        per_task[key] = _Program(task, estimator, mesh)
+    return per_task[key]
 
 
 # -- the chunk loop ----------------------------------------------------------------------------
@@ -161,37 +217,38 @@ def train_runs(
 
     for est, idxs in by_estimator.items():
         est_runs = [runs[i] for i in idxs]
-        init, segment = make_fns(task, est)
-        init_j = jax.jit(jax.vmap(init, in_axes=(0, None)), out_shardings=cfg_sh)
-        seg_j = jax.jit(
-            jax.vmap(segment, in_axes=(0, 0, None, None, None)),
-            static_argnums=4,
-            donate_argnums=0,
-            out_shardings=(cfg_sh, cfg_sh),
-        )
-        compiled: dict[int, Any] = {}
+        program = _program(task, est, mesh)
         t_compile = 0.0
 
-        def compile_for(state, hp, n_steps, _compiled=compiled, _seg=seg_j):
+        def compile_for(state, hp, n_steps, _program=program):
             nonlocal t_compile
-            if n_steps not in _compiled:
-                t0 = time.perf_counter()
-                _compiled[n_steps] = _seg.lower(state, hp, data_g, jnp.int32(0), n_steps).compile()
-                t_compile += time.perf_counter() - t0
-            return _compiled[n_steps]
-
-        size = chunk_size
-        if size is None:
-            hp1 = {k: _to_global(v, cfg_sh) for k, v in grid.hparams_array(est_runs[:1], n_dev).items()}
-            state1 = jax.eval_shape(init_j, hp1, data_g)
             t0 = time.perf_counter()
-            one = seg_j.lower(state1, hp1, data_g, jnp.int32(0), bounds[0][1]).compile()
+            compiled = _program.compiled(state, hp, data_g, n_steps)
             t_compile += time.perf_counter() - t0
-            size = estimate_chunk_size(one, data_bytes, n_dev, mesh.devices.flat[0])
-        size = min(size, len(est_runs))
+            return compiled
+
+        size = chunk_size or min(len(est_runs), MAX_AUTO_CHUNK)
         size = max(n_dev, math.ceil(size / n_dev) * n_dev)  # equal shards per device
         if checkpoint is not None:
-            size = checkpoint.chunk_size(est, size)
+            size = checkpoint.chunk_size(est, size, fixed=chunk_size is not None)
+        if chunk_size is None and not (checkpoint and checkpoint.has_chunk_size(est)):
+            # Compile the largest useful chunk; shrink it only if it would not fit in memory.
+            fits = _fitting_chunk_size(
+                program,
+                est_runs,
+                size,
+                n_dev,
+                data_g,
+                data_bytes,
+                bounds[0][1],
+                mesh,
+                cfg_sh,
+                compile_for,
+            )
+            if fits != size:
+                size = fits
+            if checkpoint is not None:
+                checkpoint.set_chunk_size(est, size)
 
         t_train = 0.0
         chunk_ranges = grid.chunks(len(est_runs), size)
@@ -199,12 +256,25 @@ def train_runs(
             chunk = est_runs[a:b]
             done = checkpoint.load_chunk(est, k) if checkpoint is not None else None
             if done is None:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), t_compile
                 done, chunk_best = _train_chunk(
-                    est, k, chunk, size, init_j, compile_for, data_g, cfg_sh, bounds,
-                    task.headline_metric, better, checkpoint, checkpoint_every_s, bar, callback,
+                    est,
+                    k,
+                    chunk,
+                    size,
+                    program.init,
+                    compile_for,
+                    data_g,
+                    cfg_sh,
+                    bounds,
+                    task.headline_metric,
+                    better,
+                    checkpoint,
+                    checkpoint_every_s,
+                    bar,
+                    callback,
                 )
-                t_train += time.perf_counter() - t0
+                t_train += time.perf_counter() - t0 - (t_compile - c0)
                 if chunk_best is not None:
                     score, j, params = chunk_best
                     if est not in best_score or better(score, best_score[est]):
@@ -218,7 +288,8 @@ def train_runs(
             for i, run_dict in zip(idxs[a:b], done, strict=True):
                 results[i] = run_dict
         if checkpoint is not None and est not in best_params:
-            like = jax.eval_shape(init, {k: v[0] for k, v in grid.hparams_array(est_runs[:1], 1).items()}, data_g).params
+            one = {k: v[0] for k, v in grid.hparams_array(est_runs[:1], 1).items()}
+            like = jax.eval_shape(program.init_one, one, data_g).params
             loaded = checkpoint.load_best(est, like)
             if loaded is not None:
                 best_params[est], best_score[est], best_runs[est] = loaded
@@ -233,8 +304,21 @@ def train_runs(
 
 
 def _train_chunk(
-    est, k, chunk, size, init_j, compile_for, data_g, cfg_sh, bounds, headline, better,
-    checkpoint, checkpoint_every_s, bar, callback,
+    est,
+    k,
+    chunk,
+    size,
+    init_j,
+    compile_for,
+    data_g,
+    cfg_sh,
+    bounds,
+    headline,
+    better,
+    checkpoint,
+    checkpoint_every_s,
+    bar,
+    callback,
 ):
     hp = {key: _to_global(v, cfg_sh) for key, v in grid.hparams_array(chunk, size).items()}
     state = init_j(hp, data_g)
@@ -280,7 +364,9 @@ def _train_chunk(
             {
                 **dataclasses.asdict(run),
                 "diverged": bool(final_state.diverged[i]),
-                "diverged_step": int(final_state.diverged_step[i]) if final_state.diverged[i] else None,
+                "diverged_step": int(final_state.diverged_step[i])
+                if final_state.diverged[i]
+                else None,
                 "final": final,
                 "curve": curve,
             }

@@ -33,7 +33,9 @@ def expand(sweep: SweepConfig, task_estimators, untempered=()) -> list[Run]:
     for name, values in (("tau_f", sweep.tau_f), ("tau_b", sweep.tau_b), ("lr", sweep.lrs)):
         bad = [v for v in values if not (math.isfinite(v) and v > 0)]
         if bad or not values:
-            raise ValueError(f"--{name.replace('_', '-')} needs positive finite values, got {values}")
+            raise ValueError(
+                f"--{name.replace('_', '-')} needs positive finite values, got {values}"
+            )
     if sweep.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {sweep.seeds}")
 
@@ -52,7 +54,7 @@ def expand(sweep: SweepConfig, task_estimators, untempered=()) -> list[Run]:
 
 
 def chunks(n_runs: int, chunk_size: int) -> list[tuple[int, int]]:
-    """[start, stop) index ranges of consecutive chunks; the last one may be short (it is padded)."""
+    """[start, stop) ranges of consecutive chunks; the last may be short (it gets padded)."""
     return [(s, min(s + chunk_size, n_runs)) for s in range(0, n_runs, chunk_size)]
 
 

@@ -118,5 +118,8 @@ def run_sweep(
         with atomic_open(os.path.join(out_dir, "summary.md"), "w") as f:
             f.write(f"Best config per estimator (by mean {headline} over seeds)\n\n{summary}\n")
         log(f"\nBest config per estimator (by mean {headline} over seeds):\n{summary}")
-        log("wrote: results.json, timing.json, summary.md, " + ", ".join(os.path.basename(p) for p in figures))
+        log(
+            "wrote: results.json, timing.json, summary.md, "
+            + ", ".join(os.path.basename(p) for p in figures)
+        )
     return results
