@@ -54,10 +54,15 @@ def plot_heatmap(
     ax.set_yticks(range(len(tfs)), [f"{t:g}" for t in tfs])
     ax.set_xlabel("tau_b (backward)")
     ax.set_ylabel("tau_f (forward)")
+    lo, hi = np.nanmin(mat), np.nanmax(mat)
     for i in range(len(tfs)):
         for j in range(len(tbs)):
             if np.isfinite(mat[i, j]):
-                ax.text(j, i, f"{mat[i, j]:.3g}", ha="center", va="center", fontsize=6, color="w")
+                # dark text on the bright end of the colour map, light text on the dark end
+                bright = (mat[i, j] - lo) / (hi - lo + 1e-12)
+                bright = bright if direction == "max" else 1 - bright
+                color = "k" if bright > 0.6 else "w"
+                ax.text(j, i, f"{mat[i, j]:.3g}", ha="center", va="center", fontsize=6, color=color)
     # The diagonal tau_f = tau_b (Softmax STE's line), drawn through cells with equal values.
     diag = [(tbs.index(t), tfs.index(t)) for t in tfs if t in tbs]
     if diag:
@@ -65,8 +70,11 @@ def plot_heatmap(
         ax.plot(xs, ys, "w--", lw=1, label="tau_f = tau_b")
     flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
     bi, bj = np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
-    ax.plot(bj, bi, marker="*", color="red", markersize=16, markeredgecolor="k", label="best")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.25, 1.0), fontsize=7)
+    # The best cell: outlined, with a star in its corner so its value stays readable.
+    ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.plot(bj + 0.32, bi + 0.3, marker="*", color="red", markersize=9, markeredgecolor="k",
+            ls="none", label=f"best ({tfs[bi]:g}, {tbs[bj]:g})")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=7, frameon=False)
     fig.colorbar(im, ax=ax, label=metric)
     ax.set_title(title or f"decoupled_st: {metric} (mean over seeds)", fontsize=9)
     return save(fig, path)

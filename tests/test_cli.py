@@ -1,0 +1,59 @@
+"""`python -m experiments.run <task> --smoke` end to end, as the README runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, data_dir: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DST_DATA_DIR": data_dir, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)  # one device, as a user's plain CPU run
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args, "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
+    out = tmp_path / "sbn"
+    proc = run_cli("sbn", "--out", str(out), "--smoke", data_dir=shared_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Best config per estimator" in proc.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "sbn" and res["dataset"] == "fashion_mnist"
+    estimators = [r["estimator"] for r in res["runs"]]
+    assert estimators.count("decoupled_st") == 4  # 2 x 2 (tau_f, tau_b), 1 seed
+    assert {"softmax_ste", "st_gumbel_softmax", "identity_ste"} <= set(estimators)
+    for r in res["runs"]:
+        assert not r["diverged"]
+        assert r["curve"]["step"][-1] == 200
+        # learning happened: well above the 10% of chance on Fashion-MNIST
+        assert r["final"]["test_acc_det"] > 0.3, r
+    for name in ("heatmap_test_acc_stoch.png", "heatmap_test_acc_det.png", "curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Rerunning the same command finds the finished checkpoint and trains nothing more.
+    again = run_cli("sbn", "--out", str(out), "--smoke", data_dir=shared_data_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "results.json").read_text())["runs"] == res["runs"]
+
+
+def test_bad_flag_gives_a_clear_error(tmp_path):
+    proc = run_cli("sbn", "--out", str(tmp_path), "--tau-f", "0.1,abc", data_dir=str(tmp_path))
+    assert proc.returncode == 2
+    assert "--tau-f takes a comma-separated list of numbers" in proc.stderr
+
+
+def test_non_positive_temperature_is_refused(tmp_path, shared_data_dir):
+    proc = run_cli("sbn", "--out", str(tmp_path), "--smoke", "--tau-b", "0,1",
+                   data_dir=shared_data_dir)
+    assert proc.returncode == 2
+    assert "--tau-b needs positive finite values" in proc.stderr
