@@ -6,6 +6,7 @@ subset through the sweep engine.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -20,9 +21,14 @@ TINY = cae.Config(encoder=(7,), latents=3, classes=4, decoder=(5,), beta=0.7, ev
 D = 16  # pixels of the tiny test images (a 4x4 "image")
 
 
+# Jitted once per shape: op-by-op dispatch would compile every small op separately, which costs
+# more CPU time than these tests' arithmetic.
+_init = jax.jit(cae.init_params, static_argnums=(1, 2))
+
+
 def _tiny_problem(n: int = 6, seed: int = 0):
     key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
-    params = cae.init_params(key_p, TINY, D)
+    params = _init(key_p, TINY, D)
     x_NxD = jax.random.uniform(key_x, (n, D))
     return params, x_NxD
 
@@ -84,14 +90,14 @@ def test_code_perplexity_on_hand_made_usage():
 
 
 def test_code_perplexity_gradient_is_finite_with_unused_codes():
-    grad = jax.grad(lambda u: cae.code_perplexity(u).sum())(jnp.array([[1.0, 0.0, 3.0]]))
+    grad = jax.jit(jax.grad(lambda u: cae.code_perplexity(u).sum()))(jnp.array([[1.0, 0.0, 3.0]]))
     assert np.all(np.isfinite(grad))
 
 
 # -- the loss -------------------------------------------------------------------------------------
 def test_forward_terms_match_numpy():
     params, x = _tiny_problem()
-    bce, kl, z = cae.forward(params, x, lambda lg: jax.nn.one_hot(jnp.argmax(lg, -1), 4))
+    bce, kl, z = jax.jit(cae.forward, static_argnums=2)(params, x, cae.estimator_lib.argmax_one_hot)
     p = _np_params(params)
     codes = _np_encode(p, np.asarray(x, np.float64)).argmax(-1)
     bce_np, kl_np, _ = _np_terms(p, x, codes)
@@ -128,12 +134,14 @@ def test_bce_is_stable_for_large_logits():
 @pytest.mark.parametrize("estimator", base.ESTIMATOR_FAMILIES)
 def test_reconstruction_gradient_reaches_the_encoder(estimator):
     # beta = 0: any encoder gradient must come through the estimator's backward pass.
-    task = cae.make_task(cae.Config(**{**TINY.__dict__, "beta": 0.0}))
+    task = cae.make_task(dataclasses.replace(TINY, beta=0.0))
     params, x = _tiny_problem()
-    grads = jax.grad(
-        lambda p: task.loss(
-            p, jax.random.PRNGKey(2), x, None, {}, estimator, jnp.float32(1.5), jnp.float32(0.5)
-        )[0]
+    grads = jax.jit(
+        jax.grad(
+            lambda p: task.loss(
+                p, jax.random.PRNGKey(2), x, None, {}, estimator, jnp.float32(1.5), jnp.float32(0.5)
+            )[0]
+        )
     )(params)
     head = np.asarray(grads["encoder"][-1]["w"])
     assert np.all(np.isfinite(head)) and np.abs(head).max() > 1e-6
@@ -225,11 +233,29 @@ def test_task_contract():
     assert task.metric_directions[task.headline_metric] == "min"
     assert all(m in task.metric_directions for m in task.heatmap_metrics)
     assert set(task.estimators) == set(base.ESTIMATOR_FAMILIES)
-    params = task.init_params(jax.random.PRNGKey(0), {"train_x": jnp.zeros((2, 784))})
-    again = task.init_params(jax.random.PRNGKey(0), {"train_x": jnp.zeros((2, 784))})
-    jax.tree.map(np.testing.assert_array_equal, params, again)
+    params = jax.eval_shape(
+        task.init_params, jax.random.PRNGKey(0), {"train_x": jnp.zeros((2, 784))}
+    )
     shapes = [layer["w"].shape for layer in params["encoder"] + params["decoder"]]
     assert shapes == [(784, 512), (512, 256), (256, 4, 8), (4, 8, 256), (256, 512), (512, 784)]
+
+
+def test_init_is_deterministic_given_the_key():
+    same = [_init(jax.random.PRNGKey(k), TINY, D) for k in (0, 0, 1)]
+    jax.tree.map(np.testing.assert_array_equal, same[0], same[1])
+    assert not np.allclose(same[0]["encoder"][0]["w"], same[2]["encoder"][0]["w"])
+    # LeCun scaling: kernel variance 1/fan_in (L*C for the decoder's first kernel), biases zero.
+    big = _init(
+        jax.random.PRNGKey(0), dataclasses.replace(TINY, encoder=(400,), decoder=(300,)), 300
+    )
+    (w_enc, w_head), (w_dec, w_out) = [
+        [layer["w"] for layer in big[k]] for k in ("encoder", "decoder")
+    ]
+    for w, fan_in in ((w_enc, 300), (w_head, 400), (w_dec, 3 * 4), (w_out, 300)):
+        np.testing.assert_allclose(np.var(w) * fan_in, 1.0, rtol=0.08)
+        assert np.abs(w).max() <= 2 / 0.8796 / np.sqrt(fan_in) + 1e-6  # truncated at 2 std
+    assert w_head.shape == (400, 3, 4) and w_dec.shape == (3, 4, 300)
+    assert not any(np.any(layer["b"]) for layer in big["encoder"] + big["decoder"])
 
 
 # -- the code figure ------------------------------------------------------------------------------
@@ -252,7 +278,7 @@ def test_figures_write_a_png_of_the_grid_size(tmp_path):
     config = cae.Config(encoder=(16,), latents=3, classes=5, decoder=(16,))
     task = cae.make_task(config)
     x = jax.random.uniform(jax.random.PRNGKey(0), (20, 784))
-    params = task.init_params(jax.random.PRNGKey(1), {"train_x": x})
+    params = _init(jax.random.PRNGKey(1), config, 784)
     results = {
         "runs": [
             {
@@ -276,7 +302,8 @@ def test_figures_write_a_png_of_the_grid_size(tmp_path):
 
 # -- a short real run -----------------------------------------------------------------------------
 def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
-    from dst_jax.sweep import Run, train_runs
+    from dst_jax.sweep.engine import train_runs
+    from dst_jax.sweep.grid import Run
 
     config = cae.Config(
         encoder=(128,), decoder=(128,), train_subset=1000, test_subset=500, eval_batch_size=250
@@ -290,18 +317,18 @@ def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
         Run("st_gumbel_softmax", 1.0, 1.0, 0, 2e-3),
         Run("identity_ste", 1.0, 1.0, 0, 2e-3),
     ]
-    out = train_runs(task, data, runs, steps=60, eval_every=30, devices=jax.devices()[:1])
+    out = train_runs(
+        task, data, runs, steps=30, eval_every=15, chunk_size=1, devices=jax.devices()[:1]
+    )
     # The untrained model's loss: about D log 2 = 543 nats per image for every init.
-    start = task.evaluate(
-        task.init_params(jax.random.PRNGKey(0), data),
-        jax.random.PRNGKey(0),
-        data,
-        "decoupled_st",
-        jnp.float32(1),
-        jnp.float32(1),
-    )["val_loss"]
+    start = jax.jit(
+        lambda key: task.evaluate(task.init_params(key, data), key, data, "decoupled_st", 1.0, 1.0)[
+            "val_loss"
+        ]
+    )(jax.random.PRNGKey(0))
     for run in out.runs:
         final = run["final"]["val_loss"]
         assert final < 0.6 * float(start), (run["estimator"], final, float(start))
-        assert run["curve"]["val_loss"][-1] == final
+        curve = run["curve"]["val_loss"]
+        assert run["curve"]["step"] == [15, 30] and curve[-1] == final and curve[1] < curve[0]
         assert 1.0 <= run["final"]["perplexity"] <= 8.0

@@ -1,0 +1,46 @@
+"""Categorical autoencoder on MNIST: the paper's second task (DESIGN.md section 2, issue 5).
+
+Model: encoder 784-512-256-(4 x 8 logits), ReLU; 4 categorical latents of 8 classes through the
+estimator; decoder (4 x 8 one-hot)-256-512-784; loss per image = summed pixel BCE + beta *
+sum over latents of KL(softmax(logits) || uniform(8)), beta = 1 (`--set beta=0` for a plain
+autoencoder). Headline: validation loss (min); heatmaps of validation loss and code perplexity.
+
+Paper-scale protocol (4 estimators; decoupled_st over the 10 x 10 (tau_f, tau_b) grid, the
+single-temperature estimators over the 10 temperatures; 3 seeds; Adam lr 5e-4; batch 100;
+100 epochs = 60,000 steps per run; evaluation on the 10,000 test images every 2 epochs; 390 runs):
+
+    python -m experiments.run cae --out runs/cae
+
+Smoke run (2 x 2 grid, 1 seed, 200 steps on a 2,000-image subset, 1,000 test images; 10 runs):
+
+    python -m experiments.run cae --out runs/cae-smoke --smoke
+
+Cost: see docs/RESULTS.md for measured wall times (machine named there).
+"""
+
+from __future__ import annotations
+
+from dst_jax.sweep.config import SweepConfig
+from dst_jax.tasks.cae import Config
+
+LR = 5e-4
+
+
+def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
+    if smoke:
+        return (
+            Config(train_subset=2000, test_subset=1000),
+            SweepConfig(
+                tau_f=(0.5, 2.0),
+                tau_b=(0.5, 2.0),
+                seeds=1,
+                lrs=(LR,),
+                epochs=10,
+                max_steps=200,
+                eval_every=100,
+                # A fixed chunk size spares the engine a second compile (for its memory estimate)
+                # per estimator; compiling is most of a smoke run's time on a CPU.
+                chunk_size=4,
+            ),
+        )
+    return Config(), SweepConfig(seeds=3, lrs=(LR,), epochs=100, eval_every=1200)
