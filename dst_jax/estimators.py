@@ -284,7 +284,9 @@ def decoupled_st(
     return _decoupled_st(key, logits, tau_f, tau_b, backward_noise)
 
 
-def _decoupled_st(key, logits, tau_f, tau_b, backward_noise):
+def _decoupled_st(
+    key: ArrayLike, logits: Array, tau_f: Array, tau_b: Array, backward_noise: bool
+) -> Array:
     l = logits.astype(tau_f.dtype)
     g = _gumbel_noise(key, l.shape, l.dtype)
     z = _one_hot_argmax(l / tau_f + g, logits.dtype)
@@ -361,7 +363,9 @@ def decoupled_st_bernoulli(
     return _decoupled_st_bernoulli(key, logits, tau_f, tau_b, backward_noise)
 
 
-def _decoupled_st_bernoulli(key, logits, tau_f, tau_b, backward_noise):
+def _decoupled_st_bernoulli(
+    key: ArrayLike, logits: Array, tau_f: Array, tau_b: Array, backward_noise: bool
+) -> Array:
     a = logits.astype(tau_f.dtype)
     g0, g1 = _gumbel_pair(key, a.shape, a.dtype)
     z = (a / tau_f + g1 > g0).astype(logits.dtype)

@@ -197,13 +197,13 @@ def test_shapes_and_dtypes_preserved_float64(x64):
 
 def test_per_example_temperatures_broadcast():
     """A temperature array that broadcasts to the logits acts per example."""
-    logits = jnp.broadcast_to(LOGITS_K, (2, N // 4, 4))
-    tau_f = jnp.array([0.2, 5.0])[:, None, None]
-    z = E.decoupled_st(jax.random.key(0), logits, tau_f, 1.0)
-    freq = np.asarray(z.mean(1))
-    for i, tau in enumerate((0.2, 5.0)):
+    logits = jnp.broadcast_to(LOGITS_K, (N, 4))
+    tau_f = jnp.repeat(jnp.array([0.2, 5.0]), N // 2)[:, None]  # (N, 1): two halves
+    z = np.asarray(E.decoupled_st(jax.random.key(0), logits, tau_f, 1.0))
+    for half, tau in zip(np.split(z, 2), (0.2, 5.0), strict=True):
         p = np.asarray(jax.nn.softmax(LOGITS_K / tau))
-        np.testing.assert_array_less(np.abs(freq[i] - p), 5 * np.sqrt(p * (1 - p) / (N // 4)))
+        sigma = np.sqrt(p * (1 - p) / (N // 2))
+        np.testing.assert_array_less(np.abs(half.mean(0) - p), 5 * sigma)
 
 
 # ----------------------------------------------------------------------------------------------

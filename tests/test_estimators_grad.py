@@ -106,7 +106,7 @@ def test_single_temperature_ste_is_decoupled_at_equal_temperatures(tau):
         (E.softmax_ste, E.decoupled_st),
         (E.sigmoid_ste, E.decoupled_st_bernoulli),
     ]:
-        l = 2.0 * jax.random.normal(k1, (3, 4))
+        l = 2.0 * jax.random.normal(k1, (2, 3, 4) if single is E.softmax_ste else (2, 3))
         got = value_and_grad(lambda k, l, f=single: f(k, l, tau), key, l, l)
         want = value_and_grad(lambda k, l, f=decoupled: f(k, l, tau, tau), key, l, l)
         chex.assert_trees_all_equal(got, want)
@@ -141,9 +141,9 @@ def test_bernoulli_is_categorical_on_zero_and_a(x64, family, backward_noise):
 # Transforms (float32).
 
 
-def setup_case(name, batch=(3,)):
+def setup_case(name, batch=(2, 3)):
     k1, k2 = jax.random.split(jax.random.key(3))
-    shape = (*batch, 4)  # K = 4 classes, or 4 Bernoulli units
+    shape = (*batch, 4) if name in CATEGORICAL else batch  # K = 4 classes
     logits = 2.0 * jax.random.normal(k1, shape)
     weights = jax.random.normal(k2, shape)  # a loss that sees every entry
     return logits, weights
@@ -221,7 +221,9 @@ def test_scan_matches_loop(name):
     chex.assert_trees_all_close(total, sum(g for _, g in loop), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# One estimator per backward rule (softmax, sigmoid, identity): under jax.checkpoint each is
+# compiled whole, random number generator included, which is what costs.
+@pytest.mark.parametrize("name", ["decoupled_st", "decoupled_st_bernoulli", "identity_ste"])
 def test_checkpoint_gives_the_same_gradient(name):
     logits, w = setup_case(name)
     fn, key = E.get(name), jax.random.key(7)

@@ -18,7 +18,7 @@ from dst_jax import estimators as E
 from dst_jax.layers import linen as st_linen
 from dst_jax.layers import nnx as st_nnx
 
-B, D, UNITS, K = 6, 5, 3, 4  # batch, input width, discrete units, classes per unit
+B, D, UNITS, K = 2, 5, 3, 4  # batch, input width, discrete units, classes per categorical unit
 TAU_F, TAU_B, LR = 0.7, 1.6, 0.5
 FAMILIES = list(E.FAMILIES)
 
@@ -32,10 +32,15 @@ def pure_forward(params, key, x, layer, family):
     """The tiny model written with the pure estimator."""
     h = x @ params["enc"]["kernel"] + params["enc"]["bias"]
     if layer == "categorical":
-        z = E.get(family)(key, h.reshape(B, UNITS, K), TAU_F, TAU_B)
+        z = E.get(family)(key, h.reshape(B, UNITS, K), TAU_F, TAU_B).reshape(B, UNITS * K)
     else:
         z = E.get(E.bernoulli_name(family))(key, h, TAU_F, TAU_B)
-    return (z.reshape(B, UNITS * K) @ params["dec"]["kernel"] + params["dec"]["bias"])[:, 0]
+    return (z @ params["dec"]["kernel"] + params["dec"]["bias"])[:, 0]
+
+
+def width(layer):
+    """Encoder outputs: K logits per categorical unit, one logit per Bernoulli unit."""
+    return UNITS * K if layer == "categorical" else UNITS
 
 
 def mse(out, y):
@@ -67,7 +72,7 @@ class TinyLinen(nn.Module):
     family: str
 
     def setup(self):
-        self.enc = nn.Dense(UNITS * K)
+        self.enc = nn.Dense(width(self.layer))
         cls = st_linen.CategoricalST if self.layer == "categorical" else st_linen.BernoulliST
         self.st = cls(self.family, tau_f=TAU_F, tau_b=TAU_B)
         self.dec = nn.Dense(1)
@@ -75,7 +80,7 @@ class TinyLinen(nn.Module):
     def __call__(self, x):
         h = self.enc(x)
         z = self.st(h.reshape(B, UNITS, K) if self.layer == "categorical" else h)
-        return self.dec(z.reshape(B, UNITS * K))[:, 0]
+        return self.dec(z.reshape(B, -1))[:, 0]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -138,15 +143,15 @@ def test_linen_bad_configuration():
 class TinyNNX(nnx.Module):
     def __init__(self, layer: str, family: str, rngs: nnx.Rngs):
         self.layer = layer
-        self.enc = nnx.Linear(D, UNITS * K, rngs=rngs)
+        self.enc = nnx.Linear(D, width(layer), rngs=rngs)
         cls = st_nnx.CategoricalST if layer == "categorical" else st_nnx.BernoulliST
         self.st = cls(family, tau_f=TAU_F, tau_b=TAU_B, rngs=rngs)
-        self.dec = nnx.Linear(UNITS * K, 1, rngs=rngs)
+        self.dec = nnx.Linear(width(layer), 1, rngs=rngs)
 
     def __call__(self, x):
         h = self.enc(x)
         z = self.st(h.reshape(B, UNITS, K) if self.layer == "categorical" else h)
-        return self.dec(z.reshape(B, UNITS * K))[:, 0]
+        return self.dec(z.reshape(B, -1))[:, 0]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
