@@ -42,6 +42,7 @@ import optax
 
 from benchmarks.common import ESTIMATOR, Setup, clock
 from dst_jax import logic
+from dst_jax.tasks import dlgn
 from dst_jax.tasks.dlgn import RELAXATION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,8 +162,9 @@ def _jax_rows(setup: Setup, repeats: int) -> list[dict[str, Any]]:
     task, cfg, data = setup.task, setup.task.config, jax.device_put(setup.data)
     b, n = setup.batch_size, cfg.width
     rng = np.random.default_rng(0)
-    x_BxN = jnp.asarray(rng.random((b, n), dtype=np.float32))
-    cot_BxN = jnp.asarray(rng.standard_normal((b, n), dtype=np.float32))
+    # dst_jax's logic layers are neuron-major: activations (N, B).
+    x_NxB = jnp.asarray(rng.random((n, b), dtype=np.float32))
+    cot_NxB = jnp.asarray(rng.standard_normal((n, b), dtype=np.float32))
     idx, inv = logic.wiring_tables(logic.make_wiring(1, n, n, cfg.wiring), n)
     idx, inv = jnp.asarray(idx), jnp.asarray(inv)
     params = jax.jit(task.init_params)(jax.random.PRNGKey(0), data)
@@ -174,10 +176,10 @@ def _jax_rows(setup: Setup, repeats: int) -> list[dict[str, Any]]:
 
         def layer_out(logits, x, key, est=est):
             coef = task.gate_coefficients(key, logits, est, TAU_F, TAU_B)
-            return jnp.vdot(logic.logic_layer(x, coef, idx, inv), cot_BxN)
+            return jnp.vdot(logic.logic_layer(x, coef, idx, inv), cot_NxB)
 
         layer = jax.jit(jax.grad(layer_out, argnums=(0, 1)))
-        t = _time_jax(layer, (params["gate_logits"][1 % cfg.layers], x_BxN, key), repeats)
+        t = _time_jax(layer, (params["gate_logits"][1 % cfg.layers], x_NxB, key), repeats)
         rows.append(_row(label, f"layer {n}->{n} fwd+bwd", b, t))
 
         def net_loss(p, key, x, y, data, est=est):
@@ -240,7 +242,7 @@ def _torch_rows(setup: Setup, repeats: int, dl: DiffLogic) -> list[dict[str, Any
 
     rows = []
     # The straightforward PyTorch model, on the task's own wiring.
-    wirings = [setup.data[f"wiring_{i}"] for i in range(cfg.layers)]
+    wirings = [dlgn.layer_wiring(setup.data, i).reshape(-1) for i in range(cfg.layers)]
     net = torch_models.LogicNet(wirings, cfg.n_classes, cfg.group_sum_tau).to(dev)
     mid = torch_models.LogicNet(
         [logic.make_wiring(1, n, n, cfg.wiring).reshape(-1)], cfg.n_classes

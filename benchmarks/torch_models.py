@@ -123,7 +123,7 @@ class LogicNet(nn.Module):
 
     def __init__(
         self,
-        wirings: Sequence[np.ndarray],
+        wirings: Sequence[np.ndarray],  # per layer (2N,): the a-inputs, then the b-inputs
         n_classes: int = 10,
         tau: float = 100.0,
         relaxation: bool = False,
@@ -164,7 +164,9 @@ def make_model(task_name: str, task_config: Any, data: dict[str, np.ndarray]) ->
         c = task_config
         return CAE(d, c.encoder, c.latents, c.classes, c.decoder, c.beta)
     if task_name == "dlgn":
-        wirings = [data[f"wiring_{i}"] for i in range(task_config.layers)]
+        from dst_jax.tasks.dlgn import layer_wiring
+
+        wirings = [layer_wiring(data, i).reshape(-1) for i in range(task_config.layers)]
         return LogicNet(wirings, task_config.n_classes, task_config.group_sum_tau)
     raise ValueError(f"no PyTorch model for task {task_name!r}; choose sbn, cae or dlgn")
 

@@ -18,6 +18,7 @@ import pytest
 from benchmarks import common, floor, logic_bench
 from benchmarks import run as bench_run
 from benchmarks.jax_bench import GRID, LOOP
+from dst_jax.tasks import dlgn
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch (the bench extra) not installed")
@@ -207,7 +208,7 @@ def test_torch_estimators_sample_and_differentiate_like_decoupled_st():
 def _to_torch(w):
     import torch
 
-    return torch.as_tensor(np.asarray(w))
+    return torch.as_tensor(np.array(w))  # a writable copy
 
 
 @needs_torch
@@ -248,7 +249,7 @@ def test_torch_models_compute_the_jax_tasks_losses():
     params = setup.task.init_params(jax.random.PRNGKey(0), data)
     x, y = data["train_x"][:8], data["train_y"][:8]
     net = torch_models.LogicNet(
-        [data[f"wiring_{i}"] for i in range(cfg.layers)],
+        [dlgn.layer_wiring(data, i).reshape(-1) for i in range(cfg.layers)],
         cfg.n_classes,
         cfg.group_sum_tau,
         relaxation=True,
