@@ -207,7 +207,8 @@ def test_evaluate_vmaps_over_temperatures():
         {"classes": 1},
         {"beta": -1.0},
         {"beta": float("nan")},
-        {"encoder": [512]},
+        {"encoder": "512"},
+        {"encoder": (64, 0)},
         {"decoder": (0,)},
         {"batch_size": 0},
         {"eval_batch_size": 0},
@@ -217,6 +218,12 @@ def test_evaluate_vmaps_over_temperatures():
 def test_config_refuses_bad_values(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cae.Config(**kwargs)
+
+
+def test_config_stores_widths_as_tuples():
+    config = cae.Config(encoder=[64, 32], decoder=[32])  # as read back from JSON
+    assert config.encoder == (64, 32) and config.decoder == (32,)
+    assert hash(config) == hash(cae.Config(encoder=(64, 32), decoder=(32,)))
 
 
 def test_unknown_estimator_is_refused():

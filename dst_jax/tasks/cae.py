@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dst_jax import estimators as estimator_lib
+from dst_jax.data import pipeline
 from dst_jax.io import atomic_open
 from dst_jax.tasks.base import ESTIMATOR_FAMILIES, Direction, Metrics
 
@@ -81,16 +82,18 @@ class Config:
     train_subset: int | None = None
     test_subset: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("encoder", "decoder"):
             widths = getattr(self, name)
-            if not isinstance(widths, tuple) or any(
-                not isinstance(w, int) or w < 1 for w in widths
+            if not isinstance(widths, tuple | list) or any(
+                not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths
             ):
                 raise ValueError(
                     f"Config.{name} must be a tuple of positive ints (hidden widths), "
                     f"got {widths!r}; e.g. {name}=(512, 256)"
                 )
+            # A list (e.g. read back from JSON) is stored as a tuple so the config stays hashable.
+            object.__setattr__(self, name, tuple(widths))
         if self.latents < 1:
             raise ValueError(f"Config.latents must be >= 1, got {self.latents}")
         if self.classes < 2:
@@ -430,10 +433,8 @@ class CAETask:
         `train_subset` / `test_subset` keep the first k images of a split (MNIST's file order
         is not sorted by class, so the first k are a fair sample).
         """
-        from dst_jax.data import pipeline
-
         cfg = self.config
-        data, info = {}, {}
+        data, info = {}, {"num_examples": {}}
         for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
             x, y, split_info = pipeline.device_split(
                 cfg.dataset, split, data_dir=data_dir, preprocess="unit"
@@ -446,7 +447,9 @@ class CAETask:
                     )
                 x, y = x[:subset], y[:subset]
             data[f"{split}_x"], data[f"{split}_y"] = x, y
-            info.update(split_info)
+            # Provenance shared by the splits, plus each split's full and used sizes.
+            info.update({k: v for k, v in split_info.items() if k not in ("split", "num_examples")})
+            info["num_examples"][split] = split_info.get("num_examples")
             info[f"n_{split}"] = int(x.shape[0])
         return data, info
 

@@ -11,7 +11,7 @@ single-temperature estimators over the 10 temperatures; 3 seeds; Adam lr 5e-4; b
 
     python -m experiments.run cae --out runs/cae
 
-Smoke run (2 x 2 grid, 1 seed, 200 steps on a 2,000-image subset, 1,000 test images; 10 runs):
+Smoke run (2 x 2 grid, 1 seed, 100 steps on a 2,000-image subset, 500 test images; 10 runs):
 
     python -m experiments.run cae --out runs/cae-smoke --smoke
 
@@ -29,15 +29,15 @@ LR = 5e-4
 def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
     if smoke:
         return (
-            Config(train_subset=2000, test_subset=1000),
+            Config(train_subset=2000, test_subset=500),
             SweepConfig(
                 tau_f=(0.5, 2.0),
                 tau_b=(0.5, 2.0),
                 seeds=1,
                 lrs=(LR,),
                 epochs=10,
-                max_steps=200,
-                eval_every=100,
+                max_steps=100,
+                eval_every=50,
                 # A fixed chunk size spares the engine a second compile (for its memory estimate)
                 # per estimator; compiling is most of a smoke run's time on a CPU.
                 chunk_size=4,
