@@ -15,7 +15,9 @@ Smoke run (2 x 2 grid, 1 seed, 100 steps on a 2,000-image subset, 500 test image
 
     python -m experiments.run cae --out runs/cae-smoke --smoke
 
-Cost: see docs/RESULTS.md for measured wall times (machine named there).
+Cost: smoke, measured on the 2-core development CPU (shared, load average about 8): 118 s wall,
+68 s CPU, most of it the four XLA compiles (one per estimator). Paper scale: not yet measured;
+see docs/RESULTS.md for measured wall times (machine named there).
 """
 
 from __future__ import annotations
