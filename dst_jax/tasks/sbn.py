@@ -32,7 +32,7 @@ class Config:
     n_classes: int = 10
     batch_size: int = 100
     n_eval_samples: int = 10  # stochastic forward passes averaged at evaluation
-    eval_batch_size: int = 1000  # test examples per evaluation slice (bounds grid memory)
+    eval_batch_size: int = 500  # test examples per evaluation slice (bounds grid memory)
     train_subset: int | None = None  # first k training examples only (smoke runs, tests)
     test_subset: int | None = None
 
@@ -122,17 +122,24 @@ class SBNTask:
 
         def one_slice(args):
             x, y, k = args
+
+            # Samples one after another (a scan, not a vmap): the evaluation's memory is then
+            # that of a single forward pass, which matters once a whole grid is vmapped over it.
+            def one_sample(carry, sk):
+                probs_BxC, ce_B = carry
+                logits_BxC = self.forward(params, sk, x, estimator, tau_f, tau_b)
+                probs_BxC = probs_BxC + jax.nn.softmax(logits_BxC, -1)
+                ce_B = ce_B + optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y)
+                return (probs_BxC, ce_B), None
+
+            zeros = (jnp.zeros((x.shape[0], cfg.n_classes)), jnp.zeros((x.shape[0],)))
             sample_keys = jax.random.split(k, cfg.n_eval_samples)
-            logits_SxBxC = jax.vmap(
-                lambda sk: self.forward(params, sk, x, estimator, tau_f, tau_b)
-            )(sample_keys)
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits_SxBxC, y[None]).mean(0)
-            probs_BxC = jax.nn.softmax(logits_SxBxC, -1).mean(0)
+            (probs_BxC, ce_B), _ = jax.lax.scan(one_sample, zeros, sample_keys)
             det = self.forward(params, None, x, estimator, tau_f, tau_b)
             return (
                 (probs_BxC.argmax(-1) == y).sum(),
                 (det.argmax(-1) == y).sum(),
-                ce.sum(),
+                ce_B.sum() / cfg.n_eval_samples,
             )
 
         correct_stoch, correct_det, ce_sum = jax.lax.map(one_slice, (xs, ys, keys))
