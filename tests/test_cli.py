@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TEST_XLA_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, data_dir: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DST_DATA_DIR": data_dir, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)  # one device, as a user's plain CPU run
+    # One device, as a user's plain CPU run (the test process itself forces four).
+    env = {**os.environ, "DST_DATA_DIR": data_dir, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": TEST_XLA_FLAGS}
     return subprocess.run(
         [sys.executable, "-m", "experiments.run", *args, "--no-progress"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

@@ -227,7 +227,7 @@ def train_runs(
             t_compile += time.perf_counter() - t0
             return compiled
 
-        size = chunk_size or min(len(est_runs), MAX_AUTO_CHUNK)
+        size = min(chunk_size or MAX_AUTO_CHUNK, len(est_runs))
         size = max(n_dev, math.ceil(size / n_dev) * n_dev)  # equal shards per device
         if checkpoint is not None:
             size = checkpoint.chunk_size(est, size, fixed=chunk_size is not None)

@@ -86,7 +86,7 @@ def make_fns(task: Task, estimator: str):
             )
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
             apply = finite & ~state.diverged
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, old)  # noqa: E731
             newly_diverged = ~finite & ~state.diverged
