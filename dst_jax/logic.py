@@ -13,6 +13,7 @@ Every relaxed gate is a bilinear polynomial gate_k(a, b) = C_k0 + C_k1 a + C_k2 
 
 The layer therefore never builds a (batch, n, 16) activation tensor: forward and backward are
 gathers plus a few fused elementwise ops and a batch reduction for the coefficient gradient.
+Layer activations are neuron-major, (neurons, batch), so that the gathers move contiguous rows.
 
 The wiring gather has a custom VJP (`wire_gather`): the default gradient of a gather is a
 scatter-add, which serialises (atomics) on GPU. We precompute the inverse wiring, for every input
@@ -252,32 +253,45 @@ def inverse_wiring(idx: np.ndarray, in_dim: int) -> np.ndarray:
 # The layer
 
 
+def _gather_rows(x_IxB: jax.Array, idx_K: jax.Array) -> jax.Array:
+    # The tables are in bounds by construction: "clip" only adds a fused clamp.
+    return jnp.take(x_IxB, idx_K, axis=0, mode="clip")
+
+
+def _gather_rows_transpose(dy_KxB: jax.Array, inv_IxF: jax.Array) -> jax.Array:
+    """dx[i] = sum_f dy[inv[i, f]], entries inv == K reading 0: the transpose of `_gather_rows`.
+
+    One row gather per fan-out slot f (F is small and static) fused into one elementwise sum;
+    gathering to (I, F, B) and reducing over F measured 8x slower on CPU. mode="fill" reads the
+    pad entries as 0 without materialising a zero-padded copy of dy.
+    """
+    dx_IxB = jnp.take(dy_KxB, inv_IxF[:, 0], axis=0, mode="fill", fill_value=0)
+    for f in range(1, inv_IxF.shape[1]):
+        dx_IxB += jnp.take(dy_KxB, inv_IxF[:, f], axis=0, mode="fill", fill_value=0)
+    return dx_IxB
+
+
 @jax.custom_vjp
-def wire_gather(x_BxI: jax.Array, idx_K: jax.Array, inv_IxF: jax.Array) -> jax.Array:
-    """y[..., p] = x[..., idx[p]] with a gather (not scatter-add) backward.
+def wire_gather(x_IxB: jax.Array, idx_K: jax.Array, inv_IxF: jax.Array) -> jax.Array:
+    """y[p] = x[idx[p]] (rows of a neuron-major array) with a gather, not scatter-add, backward.
 
     Args:
-      x_BxI: (..., I) values.
-      idx_K: int32 (K,) positions into the last axis of x.
+      x_IxB: (I, ...) values, the gathered axis first.
+      idx_K: int32 (K,) row indices into x.
       inv_IxF: int32 (I, F) = `inverse_wiring(idx_K, I)`; must match idx_K.
 
     Returns:
-      (..., K). The cotangent for x is dx[..., i] = sum_f dy[..., inv[i, f]] (pad entries = 0).
+      (K, ...). The cotangent for x is dx[i] = sum_f dy[inv[i, f]] (pad entries read as 0).
     """
-    # The tables are in bounds by construction; "clip" only adds a fused clamp.
-    return jnp.take(x_BxI, idx_K, axis=-1, mode="clip")
+    return _gather_rows(x_IxB, idx_K)
 
 
-def _wire_gather_fwd(x_BxI, idx_K, inv_IxF):
-    return wire_gather(x_BxI, idx_K, inv_IxF), (idx_K, inv_IxF)
+def _wire_gather_fwd(x_IxB, idx_K, inv_IxF):
+    return _gather_rows(x_IxB, idx_K), inv_IxF
 
 
-def _wire_gather_bwd(res, dy_BxK):
-    idx_K, inv_IxF = res
-    # Pad entries (== K) are out of bounds: mode="fill" reads them as 0, without materialising a
-    # zero-padded copy of dy. XLA fuses this gather into the reduction over F.
-    dx_BxIxF = jnp.take(dy_BxK, inv_IxF, axis=-1, mode="fill", fill_value=0)
-    return dx_BxIxF.sum(-1), None, None
+def _wire_gather_bwd(inv_IxF, dy_KxB):
+    return _gather_rows_transpose(dy_KxB, inv_IxF), None, None
 
 
 wire_gather.defvjp(_wire_gather_fwd, _wire_gather_bwd)
@@ -292,23 +306,77 @@ def wiring_tables(idx_2xN: np.ndarray, in_dim: int) -> tuple[np.ndarray, np.ndar
 
 
 def logic_layer(
-    x_BxI: jax.Array, coef: jax.Array, idx_2N: jax.Array, inv_IxF: jax.Array
+    x_IxB: jax.Array, coef: jax.Array, idx_2N: jax.Array, inv_IxF: jax.Array
 ) -> jax.Array:
-    """One logic layer: out_j = c_j0 + c_j1 a_j + c_j2 b_j + c_j3 a_j b_j.
+    """One logic layer, neuron-major: out_j = c_j0 + c_j1 a_j + c_j2 b_j + c_j3 a_j b_j.
+
+    Neuron-major (I, B) rather than (B, I): the wiring gather then moves whole contiguous rows
+    of B values (coalesced reads on GPU, memcpy-like on CPU, about 5x faster than gathering
+    columns there), and the coefficient gradient reduces along the contiguous batch axis.
+
+    The backward is written out (a custom VJP): regather a, b from x (cheaper than storing
+    them), then da = g (c1 + c3 b), db = g (c2 + c3 a), dc = sum_batch g (1, a, b, ab), and
+    dx = the transposed gather of (da, db) via the inverse wiring. Left to autodiff, XLA's CPU
+    fusions of the same computation ran 5x slower.
 
     Args:
-      x_BxI: (..., I) inputs in [0, 1].
-      coef: (N, 4) per-neuron coefficients (`gate_coefficients`), or (..., N, 4) per example.
+      x_IxB: (I, B) inputs in [0, 1] (any trailing batch shape, or none).
+      coef: (N, 4) per-neuron coefficients (`gate_coefficients`), or (N, B, 4) per example.
       idx_2N, inv_IxF: the tables of `wiring_tables` (a-inputs first, then b-inputs).
 
     Returns:
-      (..., N) outputs.
+      (N, B) outputs.
     """
-    n = coef.shape[-2]
+    n = coef.shape[0]
     if idx_2N.shape != (2 * n,):
         raise ValueError(f"flat wiring must have shape (2 * {n},), got {idx_2N.shape}")
-    ab_Bx2N = wire_gather(x_BxI, idx_2N, inv_IxF)
-    return apply_coefficients(ab_Bx2N[..., :n], ab_Bx2N[..., n:], coef)
+    if coef.shape[-1] != 4 or coef.ndim not in (2, x_IxB.ndim + 1):
+        raise ValueError(
+            f"coef must be (N, 4) or (N, *batch, 4) with batch = x.shape[1:] = {x_IxB.shape[1:]}; "
+            f"got {coef.shape}"
+        )
+    return _logic_layer(x_IxB, coef, idx_2N, inv_IxF)
+
+
+def _split_coef(coef, batch_ndim):
+    if coef.ndim == 2:  # shared by the batch: (N, 4) -> (N, 1, ..., 1, 4)
+        coef = coef.reshape(coef.shape[0], *(1,) * batch_ndim, 4)
+    return tuple(coef[..., i] for i in range(4))
+
+
+def _logic_layer_fwd(x_IxB, coef, idx_2N, inv_IxF):
+    n = coef.shape[0]
+    ab_2NxB = _gather_rows(x_IxB, idx_2N)
+    c0, c1, c2, c3 = _split_coef(coef, x_IxB.ndim - 1)
+    a_NxB, b_NxB = ab_2NxB[:n], ab_2NxB[n:]
+    return c0 + c1 * a_NxB + (c2 + c3 * a_NxB) * b_NxB
+
+
+@jax.custom_vjp
+def _logic_layer(x_IxB, coef, idx_2N, inv_IxF):
+    return _logic_layer_fwd(x_IxB, coef, idx_2N, inv_IxF)
+
+
+def _logic_layer_vjp_fwd(x_IxB, coef, idx_2N, inv_IxF):
+    return _logic_layer_fwd(x_IxB, coef, idx_2N, inv_IxF), (x_IxB, coef, idx_2N, inv_IxF)
+
+
+def _logic_layer_vjp_bwd(res, g_NxB):
+    x_IxB, coef, idx_2N, inv_IxF = res
+    n = coef.shape[0]
+    ab_2NxB = _gather_rows(x_IxB, idx_2N)
+    a_NxB, b_NxB = ab_2NxB[:n], ab_2NxB[n:]
+    _, c1, c2, c3 = _split_coef(coef, x_IxB.ndim - 1)
+    ga_NxB = g_NxB * a_NxB
+    terms = [g_NxB, ga_NxB, g_NxB * b_NxB, ga_NxB * b_NxB]  # d out / d (c0, c1, c2, c3)
+    if coef.ndim == 2:  # shared coefficients: sum over the batch (a contiguous row each)
+        terms = [t.sum(axis=tuple(range(1, g_NxB.ndim))) for t in terms]
+    dcoef = jnp.stack(terms, axis=-1)
+    dab_2NxB = jnp.concatenate([g_NxB * (c1 + c3 * b_NxB), g_NxB * (c2 + c3 * a_NxB)])
+    return _gather_rows_transpose(dab_2NxB, inv_IxF), dcoef.astype(coef.dtype), None, None
+
+
+_logic_layer.defvjp(_logic_layer_vjp_fwd, _logic_layer_vjp_bwd)
 
 
 def group_sum(x_BxN: jax.Array, n_classes: int = 10, tau: float = 100.0) -> jax.Array:

@@ -39,7 +39,7 @@ def numpy_class_counts(params, data, x_BxD, n_classes):
     """Per-class counts of 1-outputs of the discretised network, evaluated gate by gate."""
     h = x_BxD.astype(bool)
     for layer, logits in enumerate(params["gate_logits"]):
-        wa, wb = np.asarray(data[f"wiring_{layer}"]).reshape(2, -1)
+        wa, wb = dlgn.layer_wiring(data, layer)
         gates = np.asarray(logits).argmax(-1)
         out = np.empty((h.shape[0], gates.size), bool)
         for j, g in enumerate(gates):
@@ -96,6 +96,14 @@ def test_discretised_evaluation_equals_numpy_gate_by_gate(small):
         counts / config.group_sum_tau,
         rtol=1e-6,
     )
+    # The first layer alone (the path without the scan over hidden layers).
+    first = numpy_class_counts({"gate_logits": params["gate_logits"][:1]}, data, x, 4)
+    one_layer = {k: v[:0] if k.endswith("hidden") else v for k, v in data.items()}
+    np.testing.assert_allclose(
+        jax.jit(task.forward)(hard[:1], data["test_x"], one_layer), first / 2.0, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="same Config"):
+        task.forward(hard[:2], data["test_x"], data)
     # 70 test examples = 2 slices of 32 + a tail of 6.
     metrics = evaluate(task, params, data, "decoupled_st")
     assert float(metrics["test_acc"]) == pytest.approx(np.mean(counts.argmax(-1) == y), abs=1e-7)
@@ -152,8 +160,8 @@ def test_per_example_samples_differ_between_examples(small):
     logits = jnp.zeros((SMALL.width, 16))  # uniform: every example draws its own gates
     sample = jax.jit(task.gate_coefficients, static_argnums=(2, 5))
     c = sample(jax.random.key(0), logits, "decoupled_st", 1.0, 1.0, 8)
-    assert c.shape == (8, SMALL.width, 4)
-    assert len({np.asarray(c[i]).tobytes() for i in range(8)}) == 8
+    assert c.shape == (SMALL.width, 8, 4)
+    assert len({np.asarray(c[:, i]).tobytes() for i in range(8)}) == 8
     with pytest.raises(ValueError, match="unknown estimator"):
         task.gate_coefficients(jax.random.key(0), logits, "gumbel", 1.0, 1.0)
 
@@ -169,14 +177,25 @@ def test_build_data_wiring_and_subsets():
     rows = [np.flatnonzero((x == r).all(1))[0] for r in data["train_x"]]
     np.testing.assert_array_equal(y[rows], data["train_y"])
     again = dlgn.build_data(config, x, y, x, y)
-    for layer in range(config.layers):
-        w, inv = data[f"wiring_{layer}"], data[f"wiring_inv_{layer}"]
-        assert w.shape == (2 * config.width,) and w.dtype == np.int32
-        assert inv.shape[0] == (48 if layer == 0 else config.width)
-        np.testing.assert_array_equal(w, again[f"wiring_{layer}"])
-    assert not np.array_equal(data["wiring_1"], data["wiring_2"])
+    assert data["wiring_in"].shape == (2 * config.width,) and data["wiring_inv_in"].shape[0] == 48
+    assert data["wiring_hidden"].shape == (config.layers - 1, 2 * config.width)
+    assert data["wiring_inv_hidden"].shape[:2] == (config.layers - 1, config.width)
+    for name, table in data.items():
+        if name.startswith("wiring"):
+            assert table.dtype == np.int32
+            np.testing.assert_array_equal(table, again[name])
+    # The padded inverse tables list exactly the readers of every input.
+    for layer in range(1, config.layers):
+        flat = data["wiring_hidden"][layer - 1]
+        inv = data["wiring_inv_hidden"][layer - 1]
+        for i in range(config.width):
+            np.testing.assert_array_equal(inv[i][inv[i] < flat.size], np.flatnonzero(flat == i))
+    assert not np.array_equal(dlgn.layer_wiring(data, 1), dlgn.layer_wiring(data, 2))
     other = dlgn.build_data(dlgn.Config(**{**config.__dict__, "wiring_seed": 1}), x, y, x, y)
-    assert not np.array_equal(data["wiring_0"], other["wiring_0"])
+    assert not np.array_equal(data["wiring_in"], other["wiring_in"])
+    one_layer = dlgn.Config(**{**config.__dict__, "layers": 1})
+    data = dlgn.build_data(one_layer, x, y, x, y)
+    assert data["wiring_hidden"].shape == (0, 2 * config.width)
     with pytest.raises(ValueError, match="out_dim"):
         dlgn.build_data(dlgn.Config(width=20, n_classes=10), x, y, x, y)  # 2 * 20 < 48 inputs
 

@@ -13,8 +13,10 @@ The reference row `softmax_relaxation` is difflogic's own training: z = softmax(
 sampling, no temperature.
 
 The wiring is drawn once on the host from `wiring_seed` in `load_data` and shared by the whole
-grid; its int32 tables travel in the `data` dict (`wiring_{l}`: (2N,) a-inputs then b-inputs,
-`wiring_inv_{l}`: the inverse table for the gather's backward), never as closed-over constants.
+grid; its int32 tables travel in the `data` dict, never as closed-over constants:
+`wiring_in` (2N,) and `wiring_inv_in` (D, F) for the first layer (a-inputs, then b-inputs; the
+inverse table serves the gather's backward), `wiring_hidden` (L-1, 2N) and `wiring_inv_hidden`
+(L-1, N, F) for the others, which run in a `lax.scan` (see `DLGNTask.forward`).
 
 Metrics on the test split:
 - `test_acc`: the discretised network (argmax gate per neuron, exact Boolean evaluation); ties in
@@ -99,6 +101,12 @@ def subset(x: Any, y: Any, k: int | None, seed: int) -> tuple[Any, Any]:
     return x[idx], y[idx]
 
 
+def layer_wiring(data: Mapping[str, Any], layer: int) -> np.ndarray:
+    """The (2, N) input pairs of logic layer `layer` (host copy): row 0 a-inputs, row 1 b-inputs."""
+    flat = data["wiring_in"] if layer == 0 else data["wiring_hidden"][layer - 1]
+    return np.asarray(flat).reshape(2, -1)
+
+
 def build_data(
     config: Config,
     train_x: Any,
@@ -109,12 +117,14 @@ def build_data(
     """The task's `data` dict from binary inputs (N, D) and labels (N,), with the wiring tables.
 
     Applies the train/test subsets (`subset`) and draws every layer's wiring from
-    `config.wiring_seed` (layer l uses seed (wiring_seed, l)).
+    `config.wiring_seed` (layer l uses seed (wiring_seed, l)). The inverse tables of the hidden
+    layers are padded to a common fan-out F with the out-of-range index 2N (read as zero).
     """
     train_x, train_y = subset(train_x, train_y, config.train_subset, config.subset_seed)
     test_x, test_y = subset(test_x, test_y, config.test_subset, config.subset_seed + 1)
     data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
     in_dim = int(np.shape(train_x)[-1])
+    tables = []
     for layer in range(config.layers):
         idx_2xN = logic.make_wiring(
             np.random.SeedSequence([config.wiring_seed, layer]).generate_state(1)[0],
@@ -122,8 +132,17 @@ def build_data(
             config.width,
             config.wiring,
         )
-        data[f"wiring_{layer}"], data[f"wiring_inv_{layer}"] = logic.wiring_tables(idx_2xN, in_dim)
+        tables.append(logic.wiring_tables(idx_2xN, in_dim))
         in_dim = config.width
+    data["wiring_in"], data["wiring_inv_in"] = tables[0]
+    k = 2 * config.width
+    fan_out = max([inv.shape[1] for _, inv in tables[1:]], default=1)
+    # With one layer these are empty (0, ...) arrays and the scan over them is skipped.
+    data["wiring_hidden"] = np.zeros((config.layers - 1, k), np.int32)
+    data["wiring_inv_hidden"] = np.full((config.layers - 1, config.width, fan_out), k, np.int32)
+    for layer, (idx, inv) in enumerate(tables[1:]):
+        data["wiring_hidden"][layer] = idx
+        data["wiring_inv_hidden"][layer, :, : inv.shape[1]] = inv
     return data
 
 
@@ -176,7 +195,7 @@ class DLGNTask:
         tau_b: jax.Array,
         batch: int | None = None,
     ) -> jax.Array:
-        """Training-mode coefficients of one layer: (N, 4), or (batch, N, 4) per example.
+        """Training-mode coefficients of one layer: (N, 4), or (N, batch, 4) per example.
 
         z = estimator(key, logits, tau_f, tau_b) (one-hot forward, surrogate backward), or
         z = softmax(logits) for the relaxation; then c = z @ C.
@@ -187,21 +206,37 @@ class DLGNTask:
             raise ValueError(
                 f"unknown estimator {estimator!r} for dlgn; choose one of {self.estimators}"
             )
-        if batch is not None:
-            logits_NxG = jnp.broadcast_to(logits_NxG, (batch, *logits_NxG.shape))
+        if batch is not None:  # neuron-major like the activations: (N, batch, 16)
+            n, g = logits_NxG.shape
+            logits_NxG = jnp.broadcast_to(logits_NxG[:, None], (n, batch, g))
         z = estimators.get(estimator)(key, logits_NxG, tau_f, tau_b)
         return logic.gate_coefficients(z)
 
     def forward(
         self, coefs: Sequence[jax.Array], x_BxD: jax.Array, data: Mapping[str, jax.Array]
     ) -> jax.Array:
-        """Class logits (B, n_classes) of the network with per-layer coefficients (N, 4)."""
-        h_BxN = x_BxD.astype(jnp.float32)
-        for layer, coef in enumerate(coefs):
-            h_BxN = logic.logic_layer(
-                h_BxN, coef, data[f"wiring_{layer}"], data[f"wiring_inv_{layer}"]
+        """Class logits (B, n_classes) from per-layer coefficients (N, 4) or (N, B, 4).
+
+        Activations are neuron-major (N, B) inside (see `logic.logic_layer`).
+        """
+        if len(coefs) != data["wiring_hidden"].shape[0] + 1:
+            raise ValueError(
+                f"{len(coefs)} layers of coefficients for a wiring of "
+                f"{data['wiring_hidden'].shape[0] + 1} layers; build data and params from the "
+                f"same Config"
             )
-        return logic.group_sum(h_BxN, self.config.n_classes, self.config.group_sum_tau)
+        x_DxB = x_BxD.T.astype(jnp.float32)
+        h_NxB = logic.logic_layer(x_DxB, coefs[0], data["wiring_in"], data["wiring_inv_in"])
+        if len(coefs) > 1:
+            # A scan rather than a Python loop: its boundary makes each layer's output a buffer.
+            # Unrolled, XLA fuses layer l into layer l+1's gather, which reads every value about
+            # twice, and so recomputes the layers below 2, 4, 8, ... times (seen on CPU).
+            def layer(h_NxB, tables):
+                return logic.logic_layer(h_NxB, *tables), None
+
+            hidden = (jnp.stack(coefs[1:]), data["wiring_hidden"], data["wiring_inv_hidden"])
+            h_NxB, _ = jax.lax.scan(layer, h_NxB, hidden)
+        return logic.group_sum(h_NxB.T, self.config.n_classes, self.config.group_sum_tau)
 
     def _train_coefs(self, params, key, estimator, tau_f, tau_b, batch=None):
         logits = params["gate_logits"]
