@@ -40,9 +40,6 @@ def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
                 epochs=10,
                 max_steps=100,
                 eval_every=50,
-                # A fixed chunk size spares the engine a second compile (for its memory estimate)
-                # per estimator; compiling is most of a smoke run's time on a CPU.
-                chunk_size=4,
             ),
         )
     return Config(), SweepConfig(seeds=3, lrs=(LR,), epochs=100, eval_every=1200)
