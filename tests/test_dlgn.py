@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from dst_jax import logic, tasks
-from dst_jax.sweep.engine import train_runs
-from dst_jax.sweep.grid import Run
+from dst_jax.sweep import Run, train_runs
 from dst_jax.tasks import dlgn
 
 # The 16 gates on Boolean numpy arrays, written from their names (independent of the 16x4 table).
