@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import shlex
 import sys
 import typing
 
@@ -142,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep = dataclasses.replace(sweep, **{k: v for k, v in overrides.items() if v is not None})
     task = tasks.make(args.task, task_config)
     try:
-        run_sweep(task, sweep, args.out, args.data_dir, progress=not args.no_progress)
+        command = "python -m experiments.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+        run_sweep(
+            task, sweep, args.out, args.data_dir, progress=not args.no_progress, command=command
+        )
     except ValueError as e:  # bad input: a clear message, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -43,6 +43,7 @@ def run_sweep(
     progress: bool = True,
     callback=None,
     log=print,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Train the sweep's grid and write its results into `out_dir`; returns the results dict.
 
@@ -112,7 +113,7 @@ def run_sweep(
                 "machine": machine_info(),
                 "wall_s": round(time.perf_counter() - t0, 2),
                 "per_estimator": out.timing,
-                "command": " ".join(sys.argv),
+                "command": command or " ".join(sys.argv),
             },
         )
         with atomic_open(os.path.join(out_dir, "summary.md"), "w") as f:
