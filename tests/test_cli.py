@@ -16,11 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, data_dir: str) -> subprocess.CompletedProcess:
     # One device, as a user's plain CPU run (the test process itself forces four).
-    env = {**os.environ, "DST_DATA_DIR": data_dir, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": TEST_XLA_FLAGS}
+    env = {
+        **os.environ,
+        "DST_DATA_DIR": data_dir,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": TEST_XLA_FLAGS,
+    }
     return subprocess.run(
         [sys.executable, "-m", "experiments.run", *args, "--no-progress"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -48,6 +56,34 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
     assert json.loads((out / "results.json").read_text())["runs"] == res["runs"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "task, dataset, figures",
+    [
+        (
+            "cae",
+            "mnist",
+            ("heatmap_val_loss.png", "heatmap_perplexity.png", "codes_decoupled_st.png"),
+        ),
+        (
+            "dlgn",
+            "cifar10-jpeg-q75",
+            ("heatmap_test_acc.png", "heatmap_gate_perplexity.png", "gate_hist.png"),
+        ),
+    ],
+)
+def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, figures):
+    out = tmp_path / task
+    proc = run_cli(task, "--out", str(out), "--smoke", data_dir=shared_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == task and res["dataset"] == dataset
+    assert [r["estimator"] for r in res["runs"]].count("decoupled_st") == 4
+    assert all(not r["diverged"] for r in res["runs"])
+    for name in (*figures, "curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
 def test_bad_flag_gives_a_clear_error(tmp_path):
     proc = run_cli("sbn", "--out", str(tmp_path), "--tau-f", "0.1,abc", data_dir=str(tmp_path))
     assert proc.returncode == 2
@@ -55,7 +91,8 @@ def test_bad_flag_gives_a_clear_error(tmp_path):
 
 
 def test_non_positive_temperature_is_refused(tmp_path, shared_data_dir):
-    proc = run_cli("sbn", "--out", str(tmp_path), "--smoke", "--tau-b", "0,1",
-                   data_dir=shared_data_dir)
+    proc = run_cli(
+        "sbn", "--out", str(tmp_path), "--smoke", "--tau-b", "0,1", data_dir=shared_data_dir
+    )
     assert proc.returncode == 2
     assert "--tau-b needs positive finite values" in proc.stderr
