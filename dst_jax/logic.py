@@ -15,9 +15,10 @@ The layer therefore never builds a (batch, n, 16) activation tensor: forward and
 gathers plus a few fused elementwise ops and a batch reduction for the coefficient gradient.
 Layer activations are neuron-major, (neurons, batch), so that the gathers move contiguous rows.
 
-The wiring gather has a custom VJP (`wire_gather`): the default gradient of a gather is a
-scatter-add, which serialises (atomics) on GPU. We precompute the inverse wiring, for every input
-the list of gathered positions that read it, so the backward is again a gather followed by a sum.
+The wiring gather's backward is not the default scatter-add, which serialises (atomics) on GPU:
+we precompute the inverse wiring, for every input the list of gathered positions that read it,
+so the backward is again a gather followed by a sum (`wire_gather`, and inside the hand-written
+VJP of `logic_layer`).
 Index tables are host-side numpy int32 arrays; pass them INTO the compiled function (as arguments
 or in the task's `data` dict), never close over them: XLA constant-folds gathers over baked-in
 index tables and spends seconds per compile on it.
@@ -338,18 +339,17 @@ def logic_layer(
     return _logic_layer(x_IxB, coef, idx_2N, inv_IxF)
 
 
-def _split_coef(coef, batch_ndim):
+def _broadcast_coef(coef, batch_ndim):
     if coef.ndim == 2:  # shared by the batch: (N, 4) -> (N, 1, ..., 1, 4)
         coef = coef.reshape(coef.shape[0], *(1,) * batch_ndim, 4)
-    return tuple(coef[..., i] for i in range(4))
+    return coef
 
 
 def _logic_layer_fwd(x_IxB, coef, idx_2N, inv_IxF):
     n = coef.shape[0]
     ab_2NxB = _gather_rows(x_IxB, idx_2N)
-    c0, c1, c2, c3 = _split_coef(coef, x_IxB.ndim - 1)
-    a_NxB, b_NxB = ab_2NxB[:n], ab_2NxB[n:]
-    return c0 + c1 * a_NxB + (c2 + c3 * a_NxB) * b_NxB
+    coef = _broadcast_coef(coef, x_IxB.ndim - 1)
+    return apply_coefficients(ab_2NxB[:n], ab_2NxB[n:], coef)
 
 
 @jax.custom_vjp
@@ -366,7 +366,8 @@ def _logic_layer_vjp_bwd(res, g_NxB):
     n = coef.shape[0]
     ab_2NxB = _gather_rows(x_IxB, idx_2N)
     a_NxB, b_NxB = ab_2NxB[:n], ab_2NxB[n:]
-    _, c1, c2, c3 = _split_coef(coef, x_IxB.ndim - 1)
+    c = _broadcast_coef(coef, x_IxB.ndim - 1)
+    c1, c2, c3 = c[..., 1], c[..., 2], c[..., 3]
     ga_NxB = g_NxB * a_NxB
     terms = [g_NxB, ga_NxB, g_NxB * b_NxB, ga_NxB * b_NxB]  # d out / d (c0, c1, c2, c3)
     if coef.ndim == 2:  # shared coefficients: sum over the batch (a contiguous row each)
