@@ -7,8 +7,9 @@ GroupSum over `n_classes` with temperature `group_sum_tau`; softmax cross-entrop
 Every neuron holds 16 gate logits. In training, each layer draws its gate choice through the
 estimator: z = estimator(key, logits_Nx16, tau_f, tau_b) is one-hot in the forward pass, and the
 layer computes relax(a, b, z), the exact Boolean gate on {0, 1} inputs, so the trained network is
-discrete in its forward pass. One sample per neuron per step is shared by the minibatch (difflogic
-would need a full (B, N, 16) tensor otherwise); `per_example_samples=True` draws one per example.
+discrete in its forward pass. One sample per neuron per step is shared by the minibatch;
+`per_example_samples=True` draws one per example instead, at the cost of an (N, B, 16) sample
+tensor per layer (in evaluation too: lower `eval_batch_size` with it).
 The reference row `softmax_relaxation` is difflogic's own training: z = softmax(logits), no
 sampling, no temperature.
 
@@ -336,7 +337,8 @@ class DLGNTask:
 
 
 def _best_labels(results: Mapping[str, Any], metric: str) -> dict[str, str]:
-    """estimator -> "name (tau_f=.., tau_b=..)" of its best run by `metric` (mean not taken)."""
+    """estimator -> "name (tau_f=.., tau_b=..)" of its best single run by `metric` (larger is
+    better), the run whose parameters the engine hands to `figures` as best_params."""
     best: dict[str, tuple[float, str]] = {}
     for run in results.get("runs", []):
         score = run.get("final", {}).get(metric)
