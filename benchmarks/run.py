@@ -109,6 +109,13 @@ def parser() -> argparse.ArgumentParser:
         help="small shapes, few steps: the same code paths in seconds on a CPU",
     )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparisons")
+    p.add_argument(
+        "--torch-threads",
+        type=_positive("--torch-threads"),
+        default=None,
+        help="torch.set_num_threads for the CPU (default: PyTorch's own choice); "
+        "on a busy shared CPU, 1 avoids OpenMP threads waiting on each other",
+    )
     p.add_argument("--json", default=None, help="write the results here (JSON)")
     return p
 
@@ -174,6 +181,13 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     loop_configs = args.loop_configs or (2 if args.quick else 4)
     repeats = args.kernel_repeats or (2 if args.quick else 20)
 
+    if args.torch_threads is not None and not args.no_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+        except ImportError:
+            pass
     setup = common.make_setup(args.task, quick=args.quick)
     result: dict[str, Any] = {
         "task": args.task,

@@ -36,21 +36,11 @@ def _check_ok_row(row, batch_size):
 @pytest.mark.parametrize("task", ["sbn", "dlgn"])
 def test_quick_run_writes_table_and_json(task, tmp_path, capsys):
     path = tmp_path / "bench.json"
-    argv = [
-        "--task",
-        task,
-        "--quick",
-        "--configs",
-        "3",
-        "--steps",
-        "2",
-        "--loop-configs",
-        "1",
-        "--kernel-repeats",
-        "1",
-        "--json",
-        str(path),
-    ]
+    # One torch thread: on a busy 2-core machine, two OpenMP threads wait on each other.
+    argv = (
+        f"--task {task} --quick --configs 3 --steps 2 --loop-configs 1 --kernel-repeats 1 "
+        f"--torch-threads 1 --json {path}"
+    ).split()
     if task == "dlgn":
         argv.append("--no-torch")  # the PyTorch paths are covered by the sbn run and below
     assert bench_run.main(argv) == 0
@@ -174,6 +164,16 @@ def test_difflogic_sdist_is_unpacked_to_its_package_folder(tmp_path):
 
 
 # -- the PyTorch models are the same models --------------------------------------------------
+@pytest.fixture
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @needs_torch
 def test_torch_estimators_sample_and_differentiate_like_decoupled_st():
     import torch
@@ -212,7 +212,7 @@ def _to_torch(w):
 
 
 @needs_torch
-def test_torch_models_compute_the_jax_tasks_losses():
+def test_torch_models_compute_the_jax_tasks_losses(one_torch_thread):
     """Same weights, deterministic codes (tau_f tiny makes the sample the mode): same loss."""
     import torch
 
@@ -265,7 +265,7 @@ def test_torch_models_compute_the_jax_tasks_losses():
 
 
 @needs_torch
-def test_torch_sweep_trains_every_config():
+def test_torch_sweep_trains_every_config(one_torch_thread):
     from benchmarks import torch_models
 
     setup = common.make_setup("sbn", quick=True)
