@@ -209,6 +209,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        # Other processes compete for a shared CPU; the 1-minute load says how much.
+        "load_average_1min": os.getloadavg()[0],
     }
     try:
         import torch

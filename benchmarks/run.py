@@ -259,6 +259,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
         if row.get("status") == "ok":
             row["floor_fraction"] = floor_lib.fraction_of_floor(row, result["floor"])
     result["speedups"] = _speedups(result["training"])
+    result["environment"]["load_average_1min_end"] = os.getloadavg()[0]
     save()
 
     if args.task == "dlgn":
@@ -299,7 +300,9 @@ def format_table(result: dict[str, Any], markdown: bool = False) -> str:
     )
     lines.append(
         f"device: {env['device']} ({env['backend']}), jax {env['jax']}, torch {env.get('torch')}"
-        f" on {env.get('torch_device', '-')}, {env['cpu_count']} CPU cores"
+        f" on {env.get('torch_device', '-')} ({env.get('torch_threads', '-')} threads), "
+        f"{env['cpu_count']} CPU cores, load average {_fmt(env.get('load_average_1min'), '.1f')}"
+        " at start"
     )
     lines.append("")
     header = [
