@@ -58,7 +58,7 @@ def grid_engine(setup: Setup, n_configs: int, steps: int) -> dict[str, Any]:
         setup.batch_size,
         marks[1] - marks[0],
         timing["compile_s"],
-        note="timed segment includes one eval of 100 test examples",
+        note="the timed segment ends with one evaluation of 100 test examples",
     )
 
 
