@@ -56,9 +56,11 @@ def report(out_dir: str, metric: str | None = None) -> str:
         if diag:
             pick = max if direction == "max" else min
             td, vd = pick(diag, key=lambda tv: tv[1])
+            gain = (mat[i, j] - vd) if direction == "max" else (vd - mat[i, j])
             lines.append(
                 f"Best cell on the diagonal tau_f = tau_b: {td:g} ({metric} = {vd:.4f}); "
-                f"off-diagonal gain: {mat[i, j] - vd:+.4f}."
+                f"the best cell is better by {gain:.4f} ({'higher' if direction == 'max' else 'lower'}"
+                f" is better)."
             )
     if timing:
         m = timing.get("machine", {})
