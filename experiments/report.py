@@ -57,10 +57,10 @@ def report(out_dir: str, metric: str | None = None) -> str:
             pick = max if direction == "max" else min
             td, vd = pick(diag, key=lambda tv: tv[1])
             gain = (mat[i, j] - vd) if direction == "max" else (vd - mat[i, j])
+            better = "higher" if direction == "max" else "lower"
             lines.append(
                 f"Best cell on the diagonal tau_f = tau_b: {td:g} ({metric} = {vd:.4f}); "
-                f"the best cell is better by {gain:.4f} ({'higher' if direction == 'max' else 'lower'}"
-                f" is better)."
+                f"the best cell is better by {gain:.4f} ({better} is better)."
             )
     if timing:
         m = timing.get("machine", {})
