@@ -59,26 +59,28 @@ def _pixels(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return rng.random((n, d), dtype=np.float32)
 
 
-def make_setup(name: str, quick: bool = False, seed: int = 0) -> Setup:
+def make_setup(name: str, quick: bool = False, seed: int = 0, n_train: int | None = None) -> Setup:
     """The task `name` at the project's protocol shapes (DESIGN.md section 2), synthetic data.
 
     Full size: sbn MLP 784-200-200-10 and cae 784-512-256-(4x8)-256-512-784 on 60,000 training
     images; dlgn 4 x 12,000 logic layers on 9,216 binary inputs, 50,000 training images.
     `quick=True` keeps the sbn/cae models and shrinks the data to 1,000 images, and shrinks dlgn
     to 2 x 1,000 neurons on 1,536 inputs: the same code paths, small enough for a CPU smoke run.
-    The test split is one evaluation slice of `batch_size` examples (and sbn evaluates one
-    stochastic sample), so the evaluation at the end of each engine segment costs less than one
-    training step.
+    `n_train` overrides the number of training images (tests build the full-size models on a
+    few images). The test split is one evaluation slice of `batch_size` examples (and sbn
+    evaluates one stochastic sample), so the evaluation at the end of each engine segment costs
+    less than one training step.
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     rng = np.random.default_rng(seed)
     mod = tasks.module(name)
-    n_train = 1000 if quick else (50_000 if name == "dlgn" else 60_000)
+    if n_train is None:
+        n_train = 1000 if quick else (50_000 if name == "dlgn" else 60_000)
     if name == "dlgn":
         shape = {"layers": 2, "width": 1000} if quick else {}
         config = mod.Config(eval_batch_size=100, **shape)
-        in_dim = 1536 if quick else 3 * 32 * 32 * 3 * 3  # 3 thresholds x 32x32x3 pixels
+        in_dim = 1536 if quick else 3 * (32 * 32 * 3)  # 3 thresholds x 32x32x3 pixels: 9,216
         bits = lambda n: rng.integers(0, 2, (n, in_dim), dtype=np.uint8)  # noqa: E731
         labels = lambda n: rng.integers(0, config.n_classes, n, dtype=np.int32)  # noqa: E731
         n_test = config.batch_size
@@ -213,6 +215,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        # XLA_FLAGS can pin the CPU backend's threads (e.g. intra_op_parallelism_threads=1).
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         # Other processes compete for a shared CPU; the 1-minute load says how much.
         "load_average_1min": os.getloadavg()[0],
     }

@@ -302,7 +302,7 @@ def format_table(result: dict[str, Any], markdown: bool = False) -> str:
         f"device: {env['device']} ({env['backend']}), jax {env['jax']}, torch {env.get('torch')}"
         f" on {env.get('torch_device', '-')} ({env.get('torch_threads', '-')} threads), "
         f"{env['cpu_count']} CPU cores, load average {_fmt(env.get('load_average_1min'), '.1f')}"
-        " at start"
+        " at start" + (f", XLA_FLAGS={env['xla_flags']}" if env.get("xla_flags") else "")
     )
     lines.append("")
     header = [

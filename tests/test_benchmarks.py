@@ -112,6 +112,21 @@ def test_work_per_model_step_from_the_shapes():
     assert dl["min_bytes"] == 24 * dl["params"] + b * (1536 * 1 + 4)  # uint8 inputs
 
 
+def test_full_size_setups_have_the_protocol_shapes():
+    """The GPU session runs these shapes; build them here on a few images."""
+    sbn = common.make_setup("sbn", n_train=200)
+    assert sbn.data["train_x"].shape == (200, 784) and sbn.task.config.hidden == (200, 200)
+    assert floor.work_per_model_step(sbn)["params"] == 199_210
+    dl = common.make_setup("dlgn", n_train=200)
+    cfg = dl.task.config
+    assert (cfg.layers, cfg.width, dl.in_dim, dl.batch_size) == (4, 12_000, 9_216, 100)
+    assert dl.data["train_x"].dtype == np.uint8 and set(np.unique(dl.data["train_x"])) == {0, 1}
+    wiring = [dlgn.layer_wiring(dl.data, i) for i in range(cfg.layers)]
+    assert [w.shape for w in wiring] == [(2, 12_000)] * 4
+    assert wiring[0].max() < 9_216 and all(w.max() < 12_000 for w in wiring[1:])
+    assert floor.work_per_model_step(dl)["params"] == 4 * 12_000 * 16
+
+
 def test_floor_names_the_larger_bound():
     setup = common.make_setup("sbn", quick=True)
     slow_memory = {
