@@ -203,3 +203,18 @@ def dataclass_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+def test_chunks_shrink_to_fit_device_memory(task_and_data, monkeypatch):
+    """With almost no free memory the engine falls back to one config per device per chunk."""
+    from dst_jax.sweep import engine
+
+    task, data = task_and_data
+    runs = grid.expand(dataclass_replace(SWEEP, estimators=("decoupled_st",)), task.estimators)
+    roomy = train_runs(task, data, runs, steps=30, eval_every=15)
+    assert roomy.timing["decoupled_st"]["n_chunks"] == 1
+    monkeypatch.setattr(engine, "_free_device_bytes", lambda device: 1)
+    tight = train_runs(task, data, runs, steps=30, eval_every=15)
+    assert tight.timing["decoupled_st"]["chunk_size"] == jax.device_count()
+    assert tight.timing["decoupled_st"]["n_chunks"] == len(runs) // jax.device_count()
+    np.testing.assert_allclose(finals(tight.runs), finals(roomy.runs), rtol=1e-5, atol=1e-6)

@@ -88,7 +88,9 @@ def _free_device_bytes(device: jax.Device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
 
 
-def _per_config_bytes(compiled, n_configs: int, data_bytes: int) -> float:
+def _per_config_bytes(compiled, configs_per_device: int, data_bytes: int) -> float:
+    """Device bytes one config costs, from the memory analysis of a compiled SPMD program
+    (which describes one device's share: `configs_per_device` configs and the replicated data)."""
     mem = compiled.memory_analysis()
     if mem is None:
         return 0.0
@@ -97,7 +99,7 @@ def _per_config_bytes(compiled, n_configs: int, data_bytes: int) -> float:
         + mem.output_size_in_bytes
         + max(mem.argument_size_in_bytes - data_bytes, 0)
     )
-    return total / n_configs
+    return total / configs_per_device
 
 
 def _fitting_chunk_size(
@@ -114,12 +116,11 @@ def _fitting_chunk_size(
     }
     state = jax.eval_shape(program.init, hp, data_g)
     compiled = compile_for(state, hp, n_steps)
-    per_config = _per_config_bytes(compiled, size, data_bytes)
-    budget = MEMORY_FRACTION * _free_device_bytes(mesh.devices.flat[0]) * n_dev
-    if per_config <= 0 or per_config * size <= budget:
+    per_config = _per_config_bytes(compiled, size // n_dev, data_bytes)
+    budget = MEMORY_FRACTION * _free_device_bytes(mesh.devices.flat[0])  # one device's
+    if per_config <= 0 or per_config * (size // n_dev) <= budget:
         return size
-    fits = max(n_dev, int(budget // per_config) // n_dev * n_dev)
-    return min(fits, size)
+    return min(max(1, int(budget // per_config)) * n_dev, size)
 
 
 class _Program:
