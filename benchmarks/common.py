@@ -26,6 +26,12 @@ TASKS = ("sbn", "cae", "dlgn")
 ESTIMATOR = "decoupled_st"  # every comparison trains the paper's estimator
 TASK_LR = {"sbn": 1e-3, "cae": 5e-4, "dlgn": 1e-2}  # DESIGN.md section 2
 
+# The rows of the training table, in table order.
+GRID = "grid: dst_jax engine, jit(vmap(scan))"
+LOOP = "loop: jitted step per config"
+TORCH = "torch: PyTorch eager, config after config"
+METHODS = (GRID, LOOP, TORCH)
+
 
 @dataclasses.dataclass(frozen=True)
 class Setup:

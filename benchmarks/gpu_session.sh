@@ -42,7 +42,7 @@ note "versions written"
 # dispatch-bound baselines are not starved of a core).
 SDIST=$(ls .device_data/difflogic-*.tar.gz 2>/dev/null | head -n 1)
 if [[ -n "$SDIST" ]]; then
-  nice -n 19 bash benchmarks/build_difflogic.sh "$SDIST" /tmp/difflogic_build \
+  nice -n 19 timeout 240 bash benchmarks/build_difflogic.sh "$SDIST" /tmp/difflogic_build \
     > "$RES/difflogic_build.log" 2>&1 &
   build_pid=$!
 else

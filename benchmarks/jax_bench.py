@@ -21,12 +21,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from benchmarks.common import ESTIMATOR, Setup, clock, make_runs, training_row
+from benchmarks.common import ESTIMATOR, GRID, Setup, clock, make_runs, training_row
 from dst_jax.data import pipeline
 from dst_jax.sweep import engine
-
-GRID = "grid: dst_jax engine, jit(vmap(scan))"
-LOOP = "loop: jitted step per config"
 
 
 def grid_engine(setup: Setup, n_configs: int, steps: int) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from benchmarks import common  # noqa: E402
-from benchmarks.common import TASKS  # noqa: E402
+from benchmarks.common import GRID, LOOP, METHODS, TASKS, TORCH  # noqa: E402
 
 DEFAULTS = {  # (configs, steps per config)
     "sbn": ("1,16,64,256,1024", 100),
@@ -44,7 +44,6 @@ DEFAULTS = {  # (configs, steps per config)
     "dlgn": ("1,8,32,128,512", 50),
 }
 QUICK = ("1,4", 4)
-TORCH = "torch: PyTorch eager, config after config"
 
 
 def _sizes(text: str) -> list[int]:
@@ -155,8 +154,6 @@ def _torch_measure(setup, steps: int, n_configs: int) -> dict[str, Any]:
 
 def _speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per grid size: the grid's throughput over each baseline's."""
-    from benchmarks.jax_bench import GRID, LOOP
-
     by = {(r["method"], r["configs"]): r for r in rows if r.get("status") == "ok"}
     out = []
     for (method, n), g in sorted(by.items(), key=lambda kv: kv[0][1]):
@@ -210,6 +207,12 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     }
 
     def save():
+        # Derived numbers are refreshed on every save, so a run cut off keeps complete tables.
+        for row in result["training"]:
+            if row.get("status") == "ok" and "floor" in result:
+                row["floor_fraction"] = floor_lib.fraction_of_floor(row, result["floor"])
+        result["speedups"] = _speedups(result["training"])
+        result["environment"]["load_average_1min_end"] = os.getloadavg()[0]
         if args.json:
             from dst_jax.io import atomic_write_json
 
@@ -219,23 +222,19 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     result["floor"] = floor_lib.floor(setup, floor_lib.measure_device(args.quick))
     save()
 
-    for n in sizes:
-        log(f"[{args.task}] grid of {n} configs x {steps} steps")
-        try:
-            row = jax_bench.grid_engine(setup, n, steps)
-        except Exception as err:  # an accelerator out of memory: report it, skip larger grids
-            if not common.is_out_of_memory(err):
-                raise
-            result["training"].append(common.failed_row(jax_bench.GRID, n, "out of memory"))
-            save()
-            break
-        result["training"].append(row)
+    # Order: the quick, fixed-cost comparisons first and the grids (largest last) at the end, so
+    # a time limit cuts the largest grids rather than the baselines.
+    if args.task == "dlgn":
+        from benchmarks import logic_bench
+
+        log(f"[{args.task}] logic layer and network, forward + backward")
+        result["kernels"] = logic_bench.kernel_rows(setup, repeats, use_torch=not args.no_torch)
         save()
 
     k = min(max(sizes), loop_configs)
     log(f"[{args.task}] Python loop of a jitted step, {k} configs x {steps} steps")
     measure = jax_bench.python_loop(setup, steps, k)
-    result["training"] += _sequential_rows(jax_bench.LOOP, measure, sizes, steps, setup.batch_size)
+    result["training"] += _sequential_rows(LOOP, measure, sizes, steps, setup.batch_size)
     save()
 
     if args.no_torch:
@@ -255,18 +254,19 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
             log(f"[{args.task}] PyTorch sweep, {k} configs x {steps} steps")
             measure = _torch_measure(setup, steps, k)
             result["training"] += _sequential_rows(TORCH, measure, sizes, steps, setup.batch_size)
-    for row in result["training"]:
-        if row.get("status") == "ok":
-            row["floor_fraction"] = floor_lib.fraction_of_floor(row, result["floor"])
-    result["speedups"] = _speedups(result["training"])
-    result["environment"]["load_average_1min_end"] = os.getloadavg()[0]
     save()
 
-    if args.task == "dlgn":
-        from benchmarks import logic_bench
-
-        log(f"[{args.task}] logic layer and network, forward + backward")
-        result["kernels"] = logic_bench.kernel_rows(setup, repeats, use_torch=not args.no_torch)
+    for n in sizes:
+        log(f"[{args.task}] grid of {n} configs x {steps} steps")
+        try:
+            row = jax_bench.grid_engine(setup, n, steps)
+        except Exception as err:  # an accelerator out of memory: report it, skip larger grids
+            if not common.is_out_of_memory(err):
+                raise
+            result["training"].append(common.failed_row(GRID, n, "out of memory"))
+            save()
+            break
+        result["training"].append(row)
         save()
     return result
 
@@ -316,7 +316,9 @@ def format_table(result: dict[str, Any], markdown: bool = False) -> str:
         "of floor",
     ]
     rows = []
-    for r in result["training"]:
+    order = {m: i for i, m in enumerate(METHODS)}
+    training = sorted(result["training"], key=lambda r: (order.get(r["method"], 9), r["configs"]))
+    for r in training:
         if r.get("status") != "ok":
             rows.append([r["method"], str(r["configs"]), r["status"], "", "", "", "", ""])
             continue

@@ -6,7 +6,6 @@ printed table hold what docs/PERFORMANCE.md reads from them. The PyTorch models 
 against the JAX tasks where torch is installed (the optional `bench` extra).
 """
 
-import importlib.util
 import json
 import math
 import tarfile
@@ -17,10 +16,15 @@ import pytest
 
 from benchmarks import common, floor, logic_bench
 from benchmarks import run as bench_run
-from benchmarks.jax_bench import GRID, LOOP
+from benchmarks.common import GRID, LOOP, TORCH
 from dst_jax.tasks import dlgn
 
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
+try:
+    import torch  # noqa: F401
+
+    HAVE_TORCH = True
+except ImportError:
+    HAVE_TORCH = False
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch (the bench extra) not installed")
 
 
@@ -52,14 +56,14 @@ def test_quick_run_writes_table_and_json(task, tmp_path, capsys):
     assert result["environment"]["jax"] == jax.__version__
     batch = result["settings"]["batch_size"]
     rows = {(r["method"], r["configs"]): r for r in result["training"]}
-    assert set(rows) == {(GRID, 3), (LOOP, 3), (bench_run.TORCH, 3)}
+    assert set(rows) == {(GRID, 3), (LOOP, 3), (TORCH, 3)}
     for method in (GRID, LOOP):
         _check_ok_row(rows[method, 3], batch)
         assert rows[method, 3]["compile_s"] > 0
     # The loop was measured on 1 config and scaled to 3.
     assert rows[LOOP, 3]["measured_configs"] == 1 and rows[LOOP, 3]["extrapolated"]
     assert not rows[GRID, 3]["extrapolated"]
-    torch_row = rows[bench_run.TORCH, 3]
+    torch_row = rows[TORCH, 3]
     if task == "dlgn":
         assert torch_row["status"].startswith("skipped")
     elif HAVE_TORCH:
