@@ -357,7 +357,7 @@ def format_table(result: dict[str, Any], markdown: bool = False) -> str:
         flops = fl["matmul_flops"] or fl.get("elementwise_flops", 0)
         kind = "matmul" if fl["matmul_flops"] else "elementwise"
         lines.append(
-            f"floor per model-step: {flops / 1e6:,.1f} M{kind} FLOP, "
+            f"floor per model-step: {flops / 1e6:,.1f} MFLOP ({kind}), "
             f"{fl['min_bytes'] / 1e6:,.2f} MB min bytes ({fl['params']:,} params; activations "
             f"would add {fl['activation_bytes'] / 1e6:,.2f} MB); device: "
             f"{fl['matmul_flops_per_s'] / 1e12:,.2f} TFLOP/s f32 matmul (n={fl['matmul_n']}), "
