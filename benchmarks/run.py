@@ -152,6 +152,17 @@ def _torch_measure(setup, steps: int, n_configs: int) -> dict[str, Any]:
     }
 
 
+def _release_torch_memory() -> None:
+    """Hand PyTorch's cached accelerator memory back before the grids need it."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per grid size: the grid's throughput over each baseline's."""
     by = {(r["method"], r["configs"]): r for r in rows if r.get("status") == "ok"}
@@ -229,6 +240,10 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
 
         log(f"[{args.task}] logic layer and network, forward + backward")
         result["kernels"] = logic_bench.kernel_rows(setup, repeats, use_torch=not args.no_torch)
+        if not args.no_torch and any(
+            k["status"] == "ok" and "PyTorch" in k["implementation"] for k in result["kernels"]
+        ):
+            _release_torch_memory()
         save()
 
     k = min(max(sizes), loop_configs)
@@ -254,6 +269,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
             log(f"[{args.task}] PyTorch sweep, {k} configs x {steps} steps")
             measure = _torch_measure(setup, steps, k)
             result["training"] += _sequential_rows(TORCH, measure, sizes, steps, setup.batch_size)
+            _release_torch_memory()
     save()
 
     for n in sizes:
