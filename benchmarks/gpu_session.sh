@@ -14,6 +14,9 @@
 #   {sbn,cae,dlgn}.txt     the printed tables; *.log their progress and errors
 #   difflogic_build.log    the CUDA extension build, with the compatibility fix applied
 #   session.log            exit status and elapsed time of each step
+# Dry run on a CPU (checks the flow, not the numbers):
+#     OUT=/tmp/dry PYTHON=.venv/bin/python BENCH_FLAGS="--quick --torch-threads 1" \
+#         bash benchmarks/gpu_session.sh
 # Each task has its own time limit, so one that hangs cannot eat the others' time, and each
 # JSON is rewritten after every comparison, so a task cut off keeps what it measured.
 set -uo pipefail
@@ -53,8 +56,10 @@ fi
 bench() {  # task, time limit in seconds, extra flags
   local task=$1 limit=$2
   shift 2
+  # BENCH_FLAGS (e.g. "--quick --torch-threads 1") lets the script be dry-run on a CPU.
+  # shellcheck disable=SC2086
   timeout "$limit" "$PY" -m benchmarks.run --task "$task" --json "$RES/$task.json" "$@" \
-    > "$RES/$task.txt" 2> "$RES/$task.log"
+    ${BENCH_FLAGS:-} > "$RES/$task.txt" 2> "$RES/$task.log"
   note "$task: exit $?"
 }
 
