@@ -37,6 +37,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from benchmarks import common  # noqa: E402
 from benchmarks.common import GRID, LOOP, METHODS, TASKS, TORCH  # noqa: E402
+from experiments.cli import positive_int  # noqa: E402
 
 DEFAULTS = {  # (configs, steps per config)
     "sbn": ("1,16,64,256,1024", 100),
@@ -58,19 +59,6 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _positive(flag: str):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes an integer, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {v}")
-        return v
-
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
@@ -86,19 +74,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--steps",
-        type=_positive("--steps"),
+        type=positive_int("--steps"),
         default=None,
         help="timed training steps per config (default 100, dlgn 50, --quick 4)",
     )
     p.add_argument(
         "--loop-configs",
-        type=_positive("--loop-configs"),
+        type=positive_int("--loop-configs"),
         default=None,
         help="configs the sequential baselines are measured on (default 4, --quick 2)",
     )
     p.add_argument(
         "--kernel-repeats",
-        type=_positive("--kernel-repeats"),
+        type=positive_int("--kernel-repeats"),
         default=None,
         help="dlgn: calls averaged per kernel timing (default 20, --quick 2)",
     )
@@ -110,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparisons")
     p.add_argument(
         "--torch-threads",
-        type=_positive("--torch-threads"),
+        type=positive_int("--torch-threads"),
         default=None,
         help="torch.set_num_threads for the CPU (default: PyTorch's own choice); "
         "on a busy shared CPU, 1 avoids OpenMP threads waiting on each other",

@@ -13,42 +13,12 @@ import dataclasses
 import importlib
 import shlex
 import sys
+import types
 import typing
 
 from dst_jax import tasks
 from dst_jax.sweep.runner import run_sweep
-
-
-def _floats(flag: str):
-    def parse(text: str) -> tuple[float, ...]:
-        try:
-            values = tuple(float(v) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{flag} takes a comma-separated list of numbers, e.g. 0.1,0.5,1; got {text!r}"
-            ) from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"{flag} needs at least one value")
-        return values
-
-    return parse
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} takes an integer, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {v}")
-        return v
-
-    return parse
+from experiments.cli import floats, names, positive_int
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,19 +33,19 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="data folder (default: $DST_DATA_DIR, else the user cache)"
     )
     p.add_argument("--smoke", action="store_true", help="tiny grid, a few hundred steps")
-    p.add_argument("--estimators", type=_names, help="comma list, e.g. decoupled_st,softmax_ste")
-    p.add_argument("--tau-f", type=_floats("--tau-f"), help="forward temperatures (comma list)")
-    p.add_argument("--tau-b", type=_floats("--tau-b"), help="backward temperatures (comma list)")
-    p.add_argument("--seeds", type=_positive_int("--seeds"), help="number of seeds")
-    p.add_argument("--lr", type=_floats("--lr"), help="learning rates (comma list)")
+    p.add_argument("--estimators", type=names, help="comma list, e.g. decoupled_st,softmax_ste")
+    p.add_argument("--tau-f", type=floats("--tau-f"), help="forward temperatures (comma list)")
+    p.add_argument("--tau-b", type=floats("--tau-b"), help="backward temperatures (comma list)")
+    p.add_argument("--seeds", type=positive_int("--seeds"), help="number of seeds")
+    p.add_argument("--lr", type=floats("--lr"), help="learning rates (comma list)")
     p.add_argument("--epochs", type=float, help="training epochs per run")
-    p.add_argument("--max-steps", type=_positive_int("--max-steps"), help="cap on training steps")
+    p.add_argument("--max-steps", type=positive_int("--max-steps"), help="cap on training steps")
     p.add_argument(
-        "--eval-every", type=_positive_int("--eval-every"), help="steps between test evaluations"
+        "--eval-every", type=positive_int("--eval-every"), help="steps between test evaluations"
     )
     p.add_argument(
         "--chunk-size",
-        type=_positive_int("--chunk-size"),
+        type=positive_int("--chunk-size"),
         help="configs per compiled chunk (default: estimated from device memory)",
     )
     p.add_argument(
@@ -89,38 +59,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _field_value(hint, text: str):
+    """`text` read as a value of type `hint` (int, float, bool, str, tuple[T, ...], X | None)."""
+    if text.lower() == "none":
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1")
+    if typing.get_origin(hint) is tuple:
+        element = typing.get_args(hint)[0]
+        return tuple(element(v) for v in text.split(",") if v)
+    return hint(text)
+
+
 def _override_task_config(config, assignments: list[str]):
-    fields = {f.name: f for f in dataclasses.fields(config)}
     hints = typing.get_type_hints(type(config))
     changes = {}
     for item in assignments:
         key, sep, text = item.partition("=")
-        if not sep or key not in fields:
+        if not sep or key not in hints:
             raise SystemExit(
-                f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}"
+                f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(hints)}"
             )
-        hint = hints[key]
-        origin = typing.get_origin(hint)
         try:
-            if text.lower() == "none":
-                value = None
-            elif hint is bool:
-                value = text.lower() in ("1", "true", "yes")
-            elif origin is tuple or hint is tuple:
-                value = tuple(int(v) for v in text.split(",") if v)
-            elif (
-                hint is int
-                or (origin is typing.Union and int in typing.get_args(hint))
-                or "int" in str(hint)
-            ):
-                value = int(text)
-            elif hint is float or "float" in str(hint):
-                value = float(text)
-            else:
-                value = text
-        except ValueError:
-            raise SystemExit(f"--set {item!r}: cannot read {text!r} as {hint}") from None
-        changes[key] = value
+            changes[key] = _field_value(hints[key], text)
+        except (ValueError, TypeError):
+            raise SystemExit(f"--set {item!r}: cannot read {text!r} as {hints[key]}") from None
     return dataclasses.replace(config, **changes)
 
 

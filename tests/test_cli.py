@@ -96,3 +96,15 @@ def test_non_positive_temperature_is_refused(tmp_path, shared_data_dir):
     )
     assert proc.returncode == 2
     assert "--tau-b needs positive finite values" in proc.stderr
+
+
+def test_set_overrides_task_config_fields():
+    from dst_jax.tasks.cae import Config
+    from experiments.run import _override_task_config
+
+    cfg = _override_task_config(Config(), ["beta=0", "train_subset=100", "encoder=128,64"])
+    assert (cfg.beta, cfg.train_subset, cfg.encoder) == (0.0, 100, (128, 64))
+    with pytest.raises(SystemExit, match="cannot read 'x'"):
+        _override_task_config(Config(), ["beta=x"])
+    with pytest.raises(SystemExit, match="KEY one of"):
+        _override_task_config(Config(), ["no_such_field=1"])
