@@ -10,7 +10,9 @@ Smoke run (tiny grid, 200 steps on a 2,000-image subset; the README's main job):
 
     python -m experiments.run sbn --out runs/sbn-smoke --smoke
 
-Cost: see docs/RESULTS.md for measured wall times (machine named there).
+Cost, measured on the 2-core development CPU (jax 0.10.2, shared with other jobs): the smoke run
+82 s wall (mostly the four compiles); a 6 x 6 grid + 3 x 6 temperatures x 2 seeds x 800 steps
+953 s (docs/RESULTS.md). The paper-scale protocol has not been timed: it is meant for a GPU.
 """
 
 from __future__ import annotations
