@@ -72,8 +72,16 @@ def plot_heatmap(
     bi, bj = np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
     # The best cell: outlined, with a star in its corner so its value stays readable.
     ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
-    ax.plot(bj + 0.32, bi + 0.3, marker="*", color="red", markersize=9, markeredgecolor="k",
-            ls="none", label=f"best ({tfs[bi]:g}, {tbs[bj]:g})")
+    ax.plot(
+        bj + 0.32,
+        bi + 0.3,
+        marker="*",
+        color="red",
+        markersize=9,
+        markeredgecolor="k",
+        ls="none",
+        label=f"best ({tfs[bi]:g}, {tbs[bj]:g})",
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=7, frameon=False)
     fig.colorbar(im, ax=ax, label=metric)
     ax.set_title(title or f"decoupled_st: {metric} (mean over seeds)", fontsize=9)

@@ -10,9 +10,7 @@ tolerance.
 import os
 
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-os.environ.setdefault(
-    "XLA_FLAGS", f"--xla_force_host_platform_device_count=4 {TEST_XLA_FLAGS}"
-)
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=4 {TEST_XLA_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from pathlib import Path  # noqa: E402
