@@ -41,6 +41,12 @@ def heatmap_grid(
     return tfs, tbs, mat
 
 
+def best_cell(mat: np.ndarray, direction: str) -> tuple[int, int]:
+    """(row, column) of the best finite cell of `mat` (NaN cells never win)."""
+    flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
+    return np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
+
+
 def plot_heatmap(
     runs: list[dict[str, Any]], metric: str, direction: str, path: str, title: str = ""
 ) -> str | None:
@@ -68,8 +74,7 @@ def plot_heatmap(
     if diag:
         xs, ys = zip(*diag, strict=True)
         ax.plot(xs, ys, "w--", lw=1, label="tau_f = tau_b")
-    flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
-    bi, bj = np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
+    bi, bj = best_cell(mat, direction)
     # The best cell: outlined, with a star in its corner so its value stays readable.
     ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
     ax.plot(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dst_jax import tasks
-from dst_jax.plotting import heatmap_grid
+from dst_jax.plotting import best_cell, heatmap_grid
 from dst_jax.sweep.results import best_per_estimator, format_summary
 
 
@@ -43,8 +43,7 @@ def report(out_dir: str, metric: str | None = None) -> str:
     ]
     tfs, tbs, mat = heatmap_grid(runs, metric, direction)
     if mat.size and np.isfinite(mat).any():
-        flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
-        i, j = np.unravel_index(flat.argmax() if direction == "max" else flat.argmin(), mat.shape)
+        i, j = best_cell(mat, direction)
         diag = [(t, mat[tfs.index(t), tbs.index(t)]) for t in tfs if t in tbs]
         diag = [(t, v) for t, v in diag if np.isfinite(v)]
         lines += [

@@ -52,7 +52,9 @@ def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
     return Mesh(np.array(devices), ("configs",))
 
 
-def _to_global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+def _to_global(x, sharding: NamedSharding) -> jax.Array:
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)  # a device array stays on device, no host copy
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
@@ -192,7 +194,7 @@ def train_runs(
     n_dev = mesh.devices.size
     cfg_sh = NamedSharding(mesh, PartitionSpec("configs"))
     rep_sh = NamedSharding(mesh, PartitionSpec())
-    data_g = {k: _to_global(np.asarray(v), rep_sh) for k, v in data.items()}
+    data_g = {k: _to_global(v, rep_sh) for k, v in data.items()}
     data_bytes = sum(v.nbytes for v in data_g.values())
 
     bounds = [(s, min(s + eval_every, steps)) for s in range(0, steps, eval_every)]
