@@ -33,10 +33,13 @@ trap pack EXIT
 
 {
   nvidia-smi
-  "$PY" -c "import sys, jax, torch, flax, optax, chex; print(sys.version); \
-print('jax', jax.__version__, jax.devices()); print('flax', flax.__version__, 'optax', \
-optax.__version__, 'chex', chex.__version__); print('torch', torch.__version__, \
-'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+  # One import per line, so a missing package does not hide the others' versions.
+  for mod in sys jax jaxlib flax optax chex numpy torch; do
+    "$PY" -c "import $mod as m; print('$mod', getattr(m, '__version__', getattr(m, 'version', '')))" 2>&1 | tail -n 1
+  done
+  "$PY" -c "import jax; print('jax devices', jax.devices())" 2>&1 | tail -n 1
+  "$PY" -c "import torch; print('torch cuda', torch.version.cuda, torch.cuda.get_device_name(0))" \
+    2>&1 | tail -n 1
   nvcc --version
 } > "$RES/versions.txt" 2>&1
 note "versions written"
