@@ -56,7 +56,43 @@ def parser() -> argparse.ArgumentParser:
         help="override a task config field, e.g. --set beta=0 (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    multi = p.add_argument_group(
+        "several hosts",
+        "Start the same command on every host with --distributed and --out on a file system they "
+        "share. On Cloud TPU, SLURM, Open MPI and Kubernetes jax.distributed finds the coordinator "
+        "and process ids itself; elsewhere give all three (or set JAX_COORDINATOR_ADDRESS).",
+    )
+    multi.add_argument(
+        "--distributed", action="store_true", help="call jax.distributed.initialize() first"
+    )
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    multi.add_argument("--num-processes", type=positive_int("--num-processes"))
+    multi.add_argument("--process-id", type=int, help="this process's id, 0 to num-processes - 1")
     return p
+
+
+def init_distributed(args: argparse.Namespace) -> None:
+    """jax.distributed.initialize() from the flags, before anything touches a device."""
+    manual = {
+        "coordinator_address": args.coordinator,
+        "num_processes": args.num_processes,
+        "process_id": args.process_id,
+    }
+    given = {k: v for k, v in manual.items() if v is not None}
+    if not args.distributed:
+        if given:
+            raise SystemExit("--coordinator, --num-processes and --process-id need --distributed")
+        return
+    if args.process_id is not None and not (
+        args.num_processes and 0 <= args.process_id < args.num_processes
+    ):
+        raise SystemExit(
+            f"--process-id must lie in [0, --num-processes); got {args.process_id} with "
+            f"--num-processes {args.num_processes}"
+        )
+    import jax
+
+    jax.distributed.initialize(**given)
 
 
 def _field_value(hint, text: str):
@@ -93,6 +129,7 @@ def _override_task_config(config, assignments: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    init_distributed(args)
     cfg_module = importlib.import_module(f"experiments.configs.{args.task}")
     task_config, sweep = cfg_module.get_config(smoke=args.smoke)
     task_config = _override_task_config(task_config, args.set)

@@ -65,6 +65,20 @@ def _to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def _local_device(mesh: Mesh) -> jax.Device:
+    """A device of the mesh that this process can address (only those report memory)."""
+    me = jax.process_index()
+    return next(d for d in mesh.devices.flat if d.process_index == me)
+
+
+def _agreed_min(x: int) -> int:
+    """The smallest of every process's `x`: processes must agree on shapes (chunk sizes), and
+    the most constrained host decides."""
+    if jax.process_count() == 1:
+        return int(x)
+    return int(np.min(multihost_utils.process_allgather(np.int64(x))))
+
+
 def _json_number(x) -> float | int | bool | None:
     x = x.item() if hasattr(x, "item") else x
     if isinstance(x, bool | np.bool_):
@@ -119,7 +133,7 @@ def _fitting_chunk_size(
     state = jax.eval_shape(program.init, hp, data_g)
     compiled = compile_for(state, hp, n_steps)
     per_config = _per_config_bytes(compiled, size // n_dev, data_bytes)
-    budget = MEMORY_FRACTION * _free_device_bytes(mesh.devices.flat[0])  # one device's
+    budget = MEMORY_FRACTION * _agreed_min(_free_device_bytes(_local_device(mesh)))  # per device
     if per_config <= 0 or per_config * (size // n_dev) <= budget:
         return size
     return min(max(1, int(budget // per_config)) * n_dev, size)
