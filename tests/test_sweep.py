@@ -13,6 +13,7 @@ from dst_jax.sweep.checkpoint import Checkpoint
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.engine import train_runs
 from dst_jax.sweep.runner import run_sweep
+from dst_jax.sweep.train import make_fns
 from dst_jax.tasks.sbn import Config, SBNTask
 
 
@@ -114,6 +115,32 @@ def test_diverging_config_is_flagged_and_others_finish(task_and_data):
     )
     # results stay strict JSON (non-finite numbers become null)
     json.dumps(out.runs, allow_nan=False)
+
+
+def test_a_diverged_run_keeps_its_last_finite_parameters(task_and_data):
+    """After a non-finite step the parameters are those of the last finite step, whatever the
+    (unguarded) optimiser state does afterwards."""
+    task, data = task_and_data
+    init, segment = make_fns(task, "decoupled_st")
+    # Adam's first step moves every weight by ~lr = 1e37: finite weights, non-finite logits.
+    hp = {
+        "seed": np.int32(0),
+        "tau_f": np.float32(1.0),
+        "tau_b": np.float32(1.0),
+        "lr": np.float32(1e37),
+    }
+    run = jax.jit(segment, static_argnums=4)
+    frozen, _ = run(init(hp, data), hp, data, np.int32(0), 6)
+    assert bool(frozen.diverged)
+    d = int(frozen.diverged_step)
+    assert 1 <= d < 6  # at least one finite step was taken
+    last_finite, _ = run(init(hp, data), hp, data, np.int32(0), d)
+    assert not bool(last_finite.diverged)
+    for a, b in zip(
+        jax.tree.leaves(frozen.params), jax.tree.leaves(last_finite.params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+        assert np.isfinite(a).all()
 
 
 class Interrupt(Exception):
