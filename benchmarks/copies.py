@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import ESTIMATOR, TASKS, make_runs, make_setup
-from dst_jax.sweep import grid
+from benchmarks import segments
+from benchmarks.common import ESTIMATOR, make_setup
 from dst_jax.sweep.train import make_fns
-from experiments.cli import names, positive_int
+from experiments.cli import positive_int
 
 _BYTES = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2}
 _BYTES.update({"s16": 2, "u16": 2, "s8": 1, "u8": 1, "pred": 1})
@@ -102,7 +102,7 @@ def per_step(task_name: str, n_configs: int, steps: int, quick: bool) -> dict[st
     setup = make_setup(task_name, quick=quick)
     data = jax.device_put(setup.data)
     init, segment = make_fns(setup.task, ESTIMATOR)
-    hp = grid.hparams_array(make_runs(setup, n_configs), n_configs)
+    _, hp = segments.hparams(setup, n_configs)
     state = jax.eval_shape(jax.vmap(init, in_axes=(0, None)), hp, data)
     program = jax.jit(
         jax.vmap(segment, in_axes=(0, 0, None, None, None)), static_argnums=4, donate_argnums=0
@@ -126,19 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--tasks", type=names, default=TASKS, help="comma list of tasks")
+    segments.add_task_flag(p)
     p.add_argument("--configs", type=positive_int("--configs"), default=1, help="grid size")
     p.add_argument("--steps", type=positive_int("--steps"), default=4)
-    p.add_argument("--quick", action="store_true", help="small shapes (CPU smoke run)")
     args = p.parse_args(argv)
-    unknown = [t for t in args.tasks if t not in TASKS]
-    if unknown:
-        p.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
-    dev = jax.devices()[0]
-    print(f"backend: {dev.platform}, jax {jax.__version__}, {args.configs} config(s)")
-    print("copies per training step, MB (float: parameters, moments, activations; int: PRNG)")
+    tasks = segments.checked_tasks(p, args)
+    print(f"copies per training step of {args.configs} config(s), MB")
+    print("(float: parameters, moments, activations; int: mostly the CPU's PRNG loop)")
     print(f"{'task':<6} {'float':>10} {'int':>10} {'train state':>12}")
-    for name in args.tasks:
+    for name in tasks:
         r = per_step(name, args.configs, args.steps, args.quick)
         print(
             f"{r['task']:<6} {r['float_mb']:>10.3f} {r['int_mb']:>10.3f} {r['state_mb']:>12.2f}",

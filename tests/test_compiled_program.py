@@ -60,8 +60,21 @@ def test_training_loop_copies_no_float_buffers(task):
 
 
 def test_vmap_overhead_prints_one_row_per_task(capsys):
-    assert vmap_overhead.main(["--tasks", "sbn", "--quick", "--steps", "1", "--repeats", "1"]) == 0
+    assert vmap_overhead.main(["--tasks", "sbn", "--quick", "--repeats", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split()[0] == "task" and out[2].split()[0] == "sbn"
     plain, vmapped = float(out[2].split()[1]), float(out[2].split()[2])
     assert plain >= 0 and vmapped >= 0
+
+
+def test_compare_checkouts_times_a_checkout_against_itself(capsys):
+    from pathlib import Path
+
+    from benchmarks import compare_checkouts
+
+    root = Path(__file__).resolve().parents[1]
+    argv = ["--baseline", str(root), "--tasks", "sbn", "--configs", "2", "--repeats", "1"]
+    assert compare_checkouts.main([*argv, "--quick"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:]]
+    assert [r[:2] for r in rows] == [["sbn", "plain"], ["sbn", "vmap(2)"]]
+    assert all(float(r[2]) >= 0 and float(r[3]) >= 0 for r in rows)
