@@ -69,8 +69,8 @@ bench() {  # task, time limit in seconds, extra flags
   note "$task: exit $?"
 }
 
-bench sbn 120
-bench cae 140
+bench sbn 115
+bench cae 135
 if [[ -n "$build_pid" ]]; then
   wait "$build_pid"
   note "difflogic build: exit $?"
@@ -78,13 +78,13 @@ fi
 if [[ -f /tmp/difflogic_build/src/difflogic/__init__.py ]]; then
   export DIFFLOGIC_SRC=/tmp/difflogic_build/src
 fi
-bench dlgn 190
+bench dlgn 185
 # What XLA makes of the training step on the GPU: bytes copied per step (compiles only) and the
 # cost of vmap over one config.
 QUICK=()
 [[ "${BENCH_FLAGS:-}" == *--quick* ]] && QUICK=(--quick)
 timeout 45 "$PY" -m benchmarks.copies "${QUICK[@]}" > "$RES/copies.txt" 2>&1
 note "copies: exit $?"
-timeout 60 "$PY" -m benchmarks.vmap_overhead "${QUICK[@]}" > "$RES/vmap_overhead.txt" 2>&1
+timeout 75 "$PY" -m benchmarks.vmap_overhead --repeats 3 "${QUICK[@]}" > "$RES/vmap_overhead.txt" 2>&1
 note "vmap_overhead: exit $?"
 note "done"
