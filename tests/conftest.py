@@ -15,6 +15,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from pathlib import Path  # noqa: E402
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # The development and CI machines have the real data sets beside the checkout; a user's machine
@@ -31,3 +32,12 @@ def shared_data_dir() -> str:
             "mnist/, fashion_mnist/ and cifar10/ (see README, 'Getting the data')"
         )
     return path
+
+
+@pytest.fixture
+def x64():
+    """float64 for the duration of one test (analytic-Jacobian checks need its precision)."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)

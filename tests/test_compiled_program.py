@@ -1,9 +1,11 @@
 """What XLA makes of the training loop: no avoidable copies (benchmarks/copies.py), and the
 vmap-overhead benchmark runs (benchmarks/vmap_overhead.py). Counts, never timings."""
 
+from pathlib import Path
+
 import pytest
 
-from benchmarks import copies, vmap_overhead
+from benchmarks import compare_checkouts, copies, vmap_overhead
 
 # A module in the shape of XLA's optimised HLO text: the entry copies 4 floats, runs a loop of
 # 3 trips whose body copies 2 x 8 bytes (float) + 4 x 2 bytes (int), then a conditional whose
@@ -68,10 +70,6 @@ def test_vmap_overhead_prints_one_row_per_task(capsys):
 
 
 def test_compare_checkouts_times_a_checkout_against_itself(capsys):
-    from pathlib import Path
-
-    from benchmarks import compare_checkouts
-
     root = Path(__file__).resolve().parents[1]
     argv = ["--baseline", str(root), "--tasks", "sbn", "--configs", "2", "--repeats", "1"]
     assert compare_checkouts.main([*argv, "--quick"]) == 0

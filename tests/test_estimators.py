@@ -162,14 +162,6 @@ def test_key_cotangent_is_float0(name):
         assert ct_logits.shape == logits.shape
 
 
-@pytest.fixture
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
 def check_shapes_and_dtypes(dtypes):
     for name in NAMES:
         for dtype in dtypes:

@@ -17,14 +17,6 @@ NAMES = CATEGORICAL + BERNOULLI
 CASES = [(n, False) for n in NAMES] + [("decoupled_st", True), ("decoupled_st_bernoulli", True)]
 
 
-@pytest.fixture
-def x64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
 def rel_err(got, want):
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     return np.linalg.norm(got - want) / np.linalg.norm(want)
