@@ -6,10 +6,13 @@ The data sets are shrunk by replacing their spec (split sizes, checksums of the 
 mirrors on localhost); the real network is never used."""
 
 import dataclasses
+import errno
 import gzip
 import hashlib
 import http.server
 import io
+import os
+import pathlib
 import pickle
 import socket
 import struct
@@ -353,6 +356,7 @@ def test_download_verifies_and_stores_atomically(tiny_mnist, http_server, monkey
     mirrors = (http_server.url + "nothing/", http_server.url + "mnist/")
     monkeypatch.setitem(specs.SPECS, "mnist", dataclasses.replace(spec, mirrors=mirrors))
     root = env / "fresh"
+    root.mkdir()  # an explicit data folder must exist; its mnist/ subfolder is created
     x, y = data.load("mnist", "test", root)
     np.testing.assert_array_equal(x, tiny_mnist.arrays["test"][0])
     np.testing.assert_array_equal(y, tiny_mnist.arrays["test"][1])
@@ -374,10 +378,165 @@ def test_download_with_wrong_bytes_is_rejected_and_not_stored(
         specs.SPECS, "mnist", dataclasses.replace(spec, mirrors=(http_server.url + "mnist/",))
     )
     root = env / "fresh"
+    root.mkdir()
     with pytest.raises(DataIntegrityError, match="train-labels-idx1-ubyte.gz: sha256 mismatch"):
         data.load("mnist", "train", root)
     assert not (root / "mnist" / "train-labels-idx1-ubyte.gz").exists()
     assert not [p for p in (root / "mnist").iterdir() if p.name.endswith(".tmp")]
+
+
+# -------------------------------------------------------------------- data folder errors
+
+
+def test_data_dir_that_is_a_file_is_a_value_error(tiny_mnist, monkeypatch):
+    afile = tiny_mnist.root.parent / "afile"
+    afile.write_bytes(b"not a folder")
+    with pytest.raises(ValueError) as err:
+        data.load("mnist", "train", afile)
+    assert str(err.value).startswith(
+        f"the data folder {afile} (from the data_dir argument) is a file, not a folder"
+    )
+    assert not isinstance(err.value, DataIntegrityError)
+    monkeypatch.setenv("DST_DATA_DIR", str(afile))
+    with pytest.raises(ValueError, match=r"\(from the DST_DATA_DIR environment variable\) is"):
+        data.variant("mnist")
+
+
+def test_missing_data_dir_is_refused_not_created(tiny_mnist, monkeypatch):
+    typo = tiny_mnist.root.parent / "dta"
+    start = time.monotonic()
+    with pytest.raises(DataUnavailableError) as err:
+        data.load("mnist", "train", typo)
+    assert time.monotonic() - start < 2  # no download attempted
+    msg = str(err.value)
+    assert msg.startswith(f"the data folder {typo} (from the data_dir argument) does not exist")
+    assert "correct the path, or create the folder" in msg
+    assert not typo.exists()
+    monkeypatch.setenv("DST_DATA_DIR", str(typo))
+    with pytest.raises(DataUnavailableError, match="DST_DATA_DIR environment variable"):
+        data.load("mnist", "train")
+    with pytest.raises(DataUnavailableError, match="does not exist"):
+        data.variant("mnist")
+    assert not typo.exists()
+
+
+def test_default_data_dir_is_created_for_downloads(tiny_mnist, http_server, monkeypatch, env):
+    (http_server.root / "mnist").mkdir()
+    for name, blob in tiny_mnist.blobs.items():
+        (http_server.root / "mnist" / name).write_bytes(blob)
+    spec = specs.SPECS["mnist"]
+    mirrors = (http_server.url + "mnist/",)
+    monkeypatch.setitem(specs.SPECS, "mnist", dataclasses.replace(spec, mirrors=mirrors))
+    default = env / "xdg" / "dst_jax"
+    assert not default.exists() and loader.resolve_data_dir() == default
+    x, _ = data.load("mnist", "test")
+    np.testing.assert_array_equal(x, tiny_mnist.arrays["test"][0])
+    assert sorted(p.name for p in (default / "mnist").iterdir()) == sorted(tiny_mnist.blobs)
+
+
+def test_data_set_paths_of_the_wrong_kind_are_value_errors(tiny_mnist):
+    path = tiny_mnist.folder / "train-images-idx3-ubyte.gz"
+    path.unlink()
+    path.mkdir()  # e.g. a failed extraction
+    with pytest.raises(ValueError, match=f"{path} is a folder .* should be the file"):
+        data.load("mnist", "train", tiny_mnist.root)
+
+    other = tiny_mnist.root.parent / "other"
+    other.mkdir()
+    (other / "mnist").write_bytes(b"a file where the mnist/ folder belongs")
+    with pytest.raises(ValueError, match=f"{other / 'mnist'} is a file, but the MNIST files"):
+        data.load("mnist", "train", other)
+
+
+def test_incomplete_data_set_names_the_missing_files_first(tiny_mnist):
+    (tiny_mnist.folder / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(DataUnavailableError) as err:
+        data.load("mnist", "test", tiny_mnist.root, download=False)
+    first = str(err.value).splitlines()[0]
+    assert first == (
+        f"MNIST is incomplete in {tiny_mnist.folder} (missing t10k-images-idx3-ubyte.gz) and "
+        f"could not be downloaded: downloading is switched off (download=False)."
+    )
+
+
+def _denied(path):
+    return PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+
+def test_unreadable_file_or_folder_is_one_clear_error(tiny_mnist, tiny_cifar, monkeypatch):
+    # Simulated, so it runs as root too (root reads files whatever their mode).
+    locked = tiny_mnist.folder / "train-labels-idx1-ubyte.gz"
+    real_sha256 = cache.sha256_file
+
+    def sha256_file(path):
+        if pathlib.Path(path) == locked:
+            raise _denied(path)
+        return real_sha256(path)
+
+    monkeypatch.setattr(cache, "sha256_file", sha256_file)
+    with pytest.raises(DataUnavailableError) as err:
+        data.load("mnist", "train", tiny_mnist.root)
+    assert str(err.value).startswith(f"cannot read {locked}: permission denied. Give this user")
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+    _tar(tiny_cifar.folder / "copy.tar.gz", tiny_cifar.members)
+    real_iterdir = pathlib.Path.iterdir
+
+    def iterdir(self):
+        if self == tiny_cifar.folder:
+            raise _denied(self)
+        return real_iterdir(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", iterdir)
+    for call in (data.load, lambda *a: data.variant(a[0], a[2])):
+        with pytest.raises(DataUnavailableError, match=f"cannot read {tiny_cifar.folder}: perm"):
+            call("cifar10", "train", tiny_cifar.root)
+
+
+def _permissions_apply(folder) -> bool:
+    # Root (with CAP_DAC_OVERRIDE) reads files whatever their mode: try rather than guess.
+    probe = folder / "probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.read_bytes()
+        return False
+    except PermissionError:
+        return True
+    finally:
+        probe.unlink()
+
+
+def test_unreadable_file_or_folder_with_real_permissions(tiny_mnist, tiny_cifar, tmp_path):
+    if not _permissions_apply(tmp_path):
+        pytest.skip("this process reads files whatever their permissions (root)")
+    locked = tiny_mnist.folder / "t10k-images-idx3-ubyte.gz"
+    locked.chmod(0)
+    try:
+        with pytest.raises(DataUnavailableError, match=f"cannot read {locked}: permission"):
+            data.load("mnist", "test", tiny_mnist.root)
+    finally:
+        locked.chmod(0o644)
+
+    tiny_mnist.folder.chmod(0)  # not even searchable: every file in it looks inaccessible
+    try:
+        with pytest.raises(DataUnavailableError, match="permission denied"):
+            data.load("mnist", "test", tiny_mnist.root)
+    finally:
+        tiny_mnist.folder.chmod(0o755)
+
+    # An extracted image copy with one class folder that cannot be listed: not skipped (which
+    # would surface as a wrong count) but reported.
+    copy = tiny_cifar.folder / "copy"
+    for name, blob in tiny_cifar.members.items():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes(blob)
+    (copy / "train" / "dog").chmod(0)
+    try:
+        with pytest.raises(DataUnavailableError, match=f"cannot read {copy / 'train' / 'dog'}"):
+            data.load("cifar10", "train", tiny_cifar.root)
+    finally:
+        (copy / "train" / "dog").chmod(0o755)
 
 
 # ------------------------------------------------------------------------------- CIFAR-10

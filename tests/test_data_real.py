@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from dst_jax import data
+from dst_jax.data import cache, formats
 
 
 def _shared_data() -> Path | None:
@@ -130,3 +131,15 @@ def test_device_split_unit_on_fashion_mnist():
     raw, _ = data.load("fashion_mnist", "test", ROOT)
     np.testing.assert_allclose(float(x.mean()), raw.mean() / 255.0, rtol=1e-5)
     assert info["preprocess"] == "unit" and info["dataset"] == "fashion_mnist"
+
+
+def test_cifar10_copy_passes_its_gzip_check_and_the_shared_sha256sums():
+    archive = ROOT / "cifar10" / "cifar10-jpeg-q75.tar.gz"
+    if not (ROOT / "SHA256SUMS").is_file():
+        pytest.skip(f"no SHA256SUMS in {ROOT}")
+    # The loader finds the data folder's SHA256SUMS line for the archive (so it verifies it on
+    # every load), and the shared copy is intact by both checks.
+    sums = [s for s, _ in cache.listed_sha256(archive, ROOT)]
+    assert sums == [ROOT.absolute() / "SHA256SUMS"]
+    cache.verify_listed_sha256(archive, ROOT)
+    formats.check_archive(archive)

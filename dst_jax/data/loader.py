@@ -16,9 +16,17 @@ variable `DST_DATA_DIR`, else the per-user cache folder `~/.cache/dst_jax` (or
 
 Canonical files are verified against their official sha256 (md5 for the extracted CIFAR
 batches, the only published values); an image copy is checked for its counts (50,000 / 10,000,
-5,000 / 1,000 per class). Missing canonical files are downloaded from the official sources when
-a network is there; without one the load fails within seconds and says which files to put
-where. Decoded arrays are cached (see `dst_jax.data.cache`), so only the first load decodes.
+5,000 / 1,000 per class), an image archive for its gzip CRC32 and length, and against a
+`SHA256SUMS` file (as `sha256sum` writes it) beside the archive or in the data folder where one
+lists it. Missing canonical files are downloaded from the official sources when a network is
+there; without one the load fails within seconds and says which files to put where. Decoded
+arrays are cached (see `dst_jax.data.cache`), so only the first load decodes.
+
+The data folder must exist (a mistyped path is refused, not silently created), except the
+default per-user folder, which is created for downloads. A data folder that is a file, a file
+or folder that cannot be read, or a data file replaced by a folder each give one error that says
+what is wrong and how to fix it: `DataUnavailableError` for what is missing or unreadable,
+`ValueError` for a path that is the wrong kind of thing.
 
 The variant actually read is reported by `load_with_info` and `variant`: "mnist",
 "fashion_mnist", "cifar10" (canonical) or, for an image copy, a name derived from the archive
@@ -28,8 +36,10 @@ results must say so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +65,75 @@ _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 _NOT_IMAGE_FOLDERS = {CIFAR_PYTHON_DIR, "cifar-10-batches-bin"}
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data folder: `data_dir`, else `$DST_DATA_DIR`, else `~/.cache/dst_jax`."""
+def _data_dir_and_origin(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
     if data_dir is not None and str(data_dir) != "":
-        return Path(data_dir).expanduser().absolute()
+        return Path(data_dir).expanduser().absolute(), "the data_dir argument"
     env = os.environ.get("DST_DATA_DIR")
     if env:
-        return Path(env).expanduser().absolute()
-    return cache.user_cache_dir()
+        return Path(env).expanduser().absolute(), "the DST_DATA_DIR environment variable"
+    return cache.user_cache_dir(), "the default, as neither data_dir nor DST_DATA_DIR is set"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder: `data_dir`, else `$DST_DATA_DIR`, else `~/.cache/dst_jax`."""
+    return _data_dir_and_origin(data_dir)[0]
+
+
+def _unreadable(e: OSError) -> DataUnavailableError:
+    what = e.filename if e.filename is not None else "a data file or folder"
+    if isinstance(e, PermissionError):
+        return DataUnavailableError(
+            f"cannot read {what}: permission denied. Give this user read access to it (and to "
+            f"the folders above it; for folders also search access, e.g. chmod -R a+rX), or "
+            f"point data_dir / DST_DATA_DIR at a readable copy"
+        )
+    return DataUnavailableError(
+        f"cannot read {what}: {e.strerror or e}. Check the file or folder (a broken link, a "
+        f"failing disk, a stale network mount), or point data_dir / DST_DATA_DIR at another copy"
+    )
+
+
+@contextlib.contextmanager
+def _reported_os_errors() -> Iterator[None]:
+    """Turn an OSError from reading the data folder into one `DataUnavailableError` line."""
+    try:
+        yield
+    except DataUnavailableError:  # already ours (it is an OSError too)
+        raise
+    except OSError as e:
+        # Raised without the inner traceback: the message says all a user can act on.
+        raise _unreadable(e) from None
+
+
+def _check_data_dir(spec: DatasetSpec, root: Path, origin: str) -> None:
+    """Refuse a data folder that is missing (other than the default) or is not a folder, and
+    data set paths that are the wrong kind of thing, each with how to fix it."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(
+            f"the data folder {root} (from {origin}) is a file, not a folder: point data_dir "
+            f"or DST_DATA_DIR at the folder that holds mnist/, fashion_mnist/ and cifar10/"
+        )
+    if not root.exists() and root != cache.user_cache_dir():
+        # Only the default folder is created: any other missing folder is most likely a typo,
+        # and downloading into a fresh folder there would hide it.
+        raise DataUnavailableError(
+            f"the data folder {root} (from {origin}) does not exist: correct the path, or "
+            f"create the folder (missing files are then downloaded into it); only the default "
+            f"{cache.user_cache_dir()} is created when missing"
+        )
+    folder = root / spec.name
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"{folder} is a file, but the {spec.title} files belong in a folder of that name: "
+            f"move or delete that file"
+        )
+    for name in spec.download_files:
+        path = folder / name
+        if path.exists() and not path.is_file():
+            raise ValueError(
+                f"{path} is a folder (or other non-file), but should be the file {name}: "
+                f"delete it (the file is downloaded again) or put the file there"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +206,15 @@ def _find_source(spec: DatasetSpec, root: Path) -> _Source | None:
 def _missing_message(spec: DatasetSpec, root: Path, reason: str) -> str:
     folder = root / spec.name
     env = os.environ.get("DST_DATA_DIR")
-    lines = [f"{spec.title} is not in {folder} and could not be downloaded: {reason}.", ""]
+    first = f"{spec.title} is not in {folder} and could not be downloaded: {reason}."
+    if spec.name != "cifar10":
+        missing = [f for f in spec.download_files if not (folder / f).is_file()]
+        if len(missing) < len(spec.download_files):
+            first = (
+                f"{spec.title} is incomplete in {folder} (missing {', '.join(missing)}) and "
+                f"could not be downloaded: {reason}."
+            )
+    lines = [first, ""]
     if spec.name == "cifar10":
         url = spec.mirrors[0] + CIFAR_PYTHON_ARCHIVE
         lines += [
@@ -221,6 +300,24 @@ def _decode(source: _Source, spec: DatasetSpec) -> dict[str, tuple[np.ndarray, n
     return splits
 
 
+def _cache_key(source: _Source) -> str:
+    content: tuple[str, ...] = ()
+    if source.kind == "class_folders" and source.path.is_file():
+        # An image archive has no official checksum to verify on every cache miss, only its
+        # gzip CRC32 (checked while decoding) and an optional SHA256SUMS line; keying the entry
+        # by its sha256 ties it to the exact bytes that passed, so a changed archive is never
+        # answered from an old entry (see `dst_jax.data.cache`).
+        content = (cache.sha256_file(source.path),)
+    return cache.source_key(source.files(), source.kind, content=content)
+
+
+def _verify_listed(source: _Source, root: Path) -> None:
+    # Before the cache is consulted: a SHA256SUMS that now disagrees with the archive is obeyed
+    # even when an entry for these bytes exists. The hash is shared with the cache key.
+    if not source.canonical and source.path.is_file():
+        cache.verify_listed_sha256(source.path, root)
+
+
 def _info(source: _Source, split: str, n: int, backend: str = "files") -> dict[str, Any]:
     return {
         "dataset": source.variant,
@@ -293,22 +390,25 @@ def load_with_info(
         return _load_tfds(spec, split, data_dir)
     if backend != "files":
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    root = resolve_data_dir(data_dir)
-    source = _find_source(spec, root)
-    if source is None:
-        if not download:
-            raise DataUnavailableError(
-                _missing_message(spec, root, "downloading is switched off (download=False)")
-            )
-        _download(spec, root)
+    root, origin = _data_dir_and_origin(data_dir)
+    with _reported_os_errors():
+        _check_data_dir(spec, root, origin)
         source = _find_source(spec, root)
-        assert source is not None, "files were downloaded, so a source must exist"
-    path = cache.cache_path(source.variant, cache.source_key(source.files(), source.kind))
-    hit = cache.read_split(path, split)
-    if hit is not None:
-        images, labels, _ = hit
-        return images, labels, _info(source, split, labels.shape[0])
-    splits = _decode(source, spec)
+        if source is None:
+            if not download:
+                raise DataUnavailableError(
+                    _missing_message(spec, root, "downloading is switched off (download=False)")
+                )
+            _download(spec, root)
+            source = _find_source(spec, root)
+            assert source is not None, "files were downloaded, so a source must exist"
+        _verify_listed(source, root)
+        path = cache.cache_path(source.variant, _cache_key(source))
+        hit = cache.read_split(path, split)
+        if hit is not None:
+            images, labels, _ = hit
+            return images, labels, _info(source, split, labels.shape[0])
+        splits = _decode(source, spec)
     cache.write(path, splits, {"dataset": source.variant, "source": str(source.path)})
     images, labels = splits[split]
     return images, labels, _info(source, split, labels.shape[0])
@@ -344,12 +444,16 @@ def variant(name: str, data_dir: str | os.PathLike | None = None, backend: str =
     """The variant `load(name, ...)` reads from this data folder, without loading it.
 
     "mnist" / "fashion_mnist" / "cifar10" for canonical files (also what a download would
-    give), or the image copy's name, e.g. "cifar10-jpeg-q75".
+    give), or the image copy's name, e.g. "cifar10-jpeg-q75". A data folder that `load` would
+    refuse (missing, a file, unreadable) raises the same error here.
     """
     spec = get_spec(name)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend == "tfds":
         return spec.name
-    source = _find_source(spec, resolve_data_dir(data_dir))
+    root, origin = _data_dir_and_origin(data_dir)
+    with _reported_os_errors():
+        _check_data_dir(spec, root, origin)
+        source = _find_source(spec, root)
     return spec.name if source is None else source.variant
