@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from dst_jax import tasks
+from dst_jax import estimators, tasks
 from dst_jax.sweep import grid
 from dst_jax.sweep.config import DEFAULT_TAUS
 
 TASKS = ("sbn", "cae", "dlgn")
-ESTIMATOR = "decoupled_st"  # every comparison trains the paper's estimator
+ESTIMATOR = estimators.REFERENCE  # every comparison trains the paper's estimator
 TASK_LR = {"sbn": 1e-3, "cae": 5e-4, "dlgn": 1e-2}  # DESIGN.md section 2
 
 # The rows of the training table, in table order.

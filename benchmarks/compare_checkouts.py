@@ -26,9 +26,10 @@ from pathlib import Path
 import jax
 
 from benchmarks import segments
-from benchmarks.common import make_setup
+from benchmarks.common import ESTIMATOR, make_setup
+from dst_jax import estimators
+from dst_jax.argtypes import positive_int
 from dst_jax.sweep.train import make_fns
-from experiments.cli import positive_int
 
 BASELINE = "dst_jax_baseline"
 
@@ -47,6 +48,12 @@ def import_baseline(checkout: Path):
     return importlib.import_module(BASELINE)
 
 
+def _baseline_estimator(baseline_pkg):
+    """What the baseline's `make_fns` takes: a registry entry, or (older versions) a name."""
+    registry = getattr(baseline_pkg.estimators, "REGISTRY", None)
+    return registry[ESTIMATOR] if registry is not None else ESTIMATOR
+
+
 def compare(
     baseline_pkg, name: str, n_configs: int, repeats: int, quick: bool = False
 ) -> list[dict]:
@@ -55,9 +62,13 @@ def compare(
     base_fns = importlib.import_module(f"{BASELINE}.sweep.train").make_fns
     base_task = baseline_pkg.tasks.make(name, setup.task.config)
     programs = {}
-    for version, make, task in (("baseline", base_fns, base_task), ("this", make_fns, setup.task)):
+    versions = (
+        ("baseline", base_fns, base_task, _baseline_estimator(baseline_pkg)),
+        ("this", make_fns, setup.task, estimators.REGISTRY[ESTIMATOR]),
+    )
+    for version, make, task, est in versions:
         for variant, program in segments.plain_and_vmapped(
-            make, task, setup, data, n_configs
+            make, task, est, setup, data, n_configs
         ).items():
             programs[version, variant] = program
     ms = segments.ms_per_model_step(programs, data, segments.STEPS[name], repeats)

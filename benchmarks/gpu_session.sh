@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# Issue 7 on one GPU: every benchmark of the three tasks, in one command, within 9 minutes
+# Every benchmark of the three tasks on one GPU, in one command, within 9 minutes
 # (the time limits add up to 555 s).
 #
 # Run from the repository root on the GPU machine (python3 there holds jax, torch, flax, optax):
 #     bash benchmarks/gpu_session.sh
-# With this project's device tool: command "bash benchmarks/gpu_session.sh", timeout_s 600,
-# carry [".device_data/difflogic-0.1.0.tar.gz"] (the difflogic sdist, fetched beforehand into
-# the ignored .device_data/ folder, see docs/PERFORMANCE.md; without it the dlgn table reports
-# difflogic as not found and everything else still runs).
+# The machine needs no network: difflogic's sdist is fetched beforehand into the ignored
+# .device_data/ folder (bash benchmarks/fetch_difflogic.sh) and copied along with the checkout;
+# without it the dlgn table reports difflogic as not found and everything else still runs.
 #
 # Writes ONE archive, $OUT/gpu_bench.tar.gz ($OUT defaults to runs/), holding gpu_bench/:
 #   versions.txt           nvidia-smi, Python, jax, torch, nvcc versions
 #   {sbn,cae,dlgn}.json    results (python -m benchmarks.report renders them as markdown)
 #   {sbn,cae,dlgn}.txt     the printed tables; *.log their progress and errors
-#   copies.txt             bytes XLA copies per training step (python -m benchmarks.copies)
-#   vmap_overhead.txt      one config jitted alone vs under vmap (benchmarks.vmap_overhead)
+#   copies.txt             bytes XLA copies per training step (python -m benchmarks.diagnostics.copies)
+#   vmap_overhead.txt      one config jitted alone vs under vmap (benchmarks.diagnostics.vmap_overhead)
 #   difflogic_build.log    the CUDA extension build, with the compatibility fix applied
 #   session.log            exit status and elapsed time of each step
 # Dry run on a CPU (checks the flow, not the numbers):
@@ -83,8 +82,8 @@ bench dlgn 185
 # cost of vmap over one config.
 QUICK=()
 [[ "${BENCH_FLAGS:-}" == *--quick* ]] && QUICK=(--quick)
-timeout 45 "$PY" -m benchmarks.copies "${QUICK[@]}" > "$RES/copies.txt" 2>&1
+timeout 45 "$PY" -m benchmarks.diagnostics.copies "${QUICK[@]}" > "$RES/copies.txt" 2>&1
 note "copies: exit $?"
-timeout 75 "$PY" -m benchmarks.vmap_overhead --repeats 3 "${QUICK[@]}" > "$RES/vmap_overhead.txt" 2>&1
+timeout 75 "$PY" -m benchmarks.diagnostics.vmap_overhead --repeats 3 "${QUICK[@]}" > "$RES/vmap_overhead.txt" 2>&1
 note "vmap_overhead: exit $?"
 note "done"

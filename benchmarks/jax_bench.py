@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from benchmarks.common import ESTIMATOR, GRID, Setup, clock, make_runs, training_row
+from dst_jax import estimators
 from dst_jax.data import pipeline
 from dst_jax.sweep import engine
 
@@ -90,7 +91,7 @@ def make_single_step(setup: Setup):
             data["train_x"][idx],
             data["train_y"][idx],
             data,
-            ESTIMATOR,
+            estimators.REGISTRY[ESTIMATOR],
             hp["tau_f"],
             hp["tau_b"],
         )

@@ -41,9 +41,8 @@ import numpy as np
 import optax
 
 from benchmarks.common import ESTIMATOR, Setup, clock
-from dst_jax import logic
+from dst_jax import estimators, logic
 from dst_jax.tasks import dlgn
-from dst_jax.tasks.dlgn import RELAXATION
 
 REPO = Path(__file__).resolve().parents[1]
 SDIST_GLOBS = (".device_data/difflogic-*/", ".device_data/difflogic-*.tar.gz")
@@ -172,7 +171,9 @@ def _jax_rows(setup: Setup, repeats: int) -> list[dict[str, Any]]:
     x_batch, y_batch = data["train_x"][:b], data["train_y"][:b]
     opt = optax.adam(setup.lr)
     rows = []
-    for est, label in ((ESTIMATOR, "dst_jax, decoupled_st"), (RELAXATION, "dst_jax, relaxation")):
+    relaxation = estimators.REGISTRY.names(discrete=False)[0]
+    for name, label in ((ESTIMATOR, f"dst_jax, {ESTIMATOR}"), (relaxation, "dst_jax, relaxation")):
+        est = estimators.REGISTRY[name]
 
         def layer_out(logits, x, key, est=est):
             coef = task.gate_coefficients(key, logits, est, TAU_F, TAU_B)

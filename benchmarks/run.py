@@ -1,4 +1,4 @@
-"""Run every comparison of one task and print one table (issue 7).
+"""Run every comparison of one task and print one table.
 
     python -m benchmarks.run --task {sbn,cae,dlgn} [--configs 1,16,64,256,1024] [--steps N]
                              [--loop-configs K] [--quick] [--no-torch] [--json PATH]
@@ -37,7 +37,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from benchmarks import common  # noqa: E402
 from benchmarks.common import GRID, LOOP, METHODS, TASKS, TORCH  # noqa: E402
-from experiments.cli import positive_int  # noqa: E402
+from dst_jax.argtypes import positive_int  # noqa: E402
 
 DEFAULTS = {  # (configs, steps per config)
     "sbn": ("1,16,64,256,1024", 100),

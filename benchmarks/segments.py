@@ -19,9 +19,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from benchmarks.common import ESTIMATOR, TASKS, Setup, make_runs
+from benchmarks.common import TASKS, Setup, make_runs
+from dst_jax.argtypes import names
 from dst_jax.sweep import grid
-from experiments.cli import names
 
 STEPS = {"sbn": 20, "cae": 10, "dlgn": 4}  # per timed segment: well above the timer's noise
 
@@ -40,9 +40,12 @@ def hparams(setup: Setup, n_configs: int) -> tuple[dict, dict]:
     return {k: v[0] for k, v in many.items()}, many
 
 
-def plain_and_vmapped(make_fns, task, setup: Setup, data, n_configs: int) -> dict[str, Program]:
-    """{"plain": jit(segment) on one config, "vmap(n)": jit(vmap(segment)) on n configs}."""
-    init, segment = make_fns(task, ESTIMATOR)
+def plain_and_vmapped(
+    make_fns, task, estimator, setup: Setup, data, n_configs: int
+) -> dict[str, Program]:
+    """{"plain": jit(segment) on one config, "vmap(n)": jit(vmap(segment)) on n configs};
+    `estimator` is what `make_fns` takes (a registry entry, or a name in older versions)."""
+    init, segment = make_fns(task, estimator)
     one, many = hparams(setup, n_configs)
     batched = jax.vmap(segment, in_axes=(0, 0, None, None, None))
     return {

@@ -1,30 +1,42 @@
 """dst_jax: decoupled straight-through estimators for JAX, and sweeps over their temperatures.
 
-The estimators are re-exported here; `dst_jax.layers.linen` / `dst_jax.layers.nnx` hold Flax
-layers. Tasks, data and the sweep engine are imported from their own modules on demand, so
-`import dst_jax` stays light.
+The estimators are re-exported here (`dst_jax.estimators.REGISTRY` lists them);
+`dst_jax.layers.linen` / `dst_jax.layers.nnx` hold Flax layers. Tasks, data and the sweep engine
+are imported from their own modules on demand, so `import dst_jax` stays light.
 """
 
 from dst_jax import estimators
 from dst_jax.estimators import (
+    decoupled_reinmax,
+    decoupled_reinmax_bernoulli,
     decoupled_st,
     decoupled_st_bernoulli,
+    gumbel_rao,
+    gumbel_rao_bernoulli,
     identity_ste,
     identity_ste_bernoulli,
+    reinmax,
+    reinmax_bernoulli,
     sigmoid_ste,
     softmax_ste,
     st_gumbel_sigmoid,
     st_gumbel_softmax,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "decoupled_reinmax",
+    "decoupled_reinmax_bernoulli",
     "decoupled_st",
     "decoupled_st_bernoulli",
     "estimators",
+    "gumbel_rao",
+    "gumbel_rao_bernoulli",
     "identity_ste",
     "identity_ste_bernoulli",
+    "reinmax",
+    "reinmax_bernoulli",
     "sigmoid_ste",
     "softmax_ste",
     "st_gumbel_sigmoid",

@@ -1,29 +1,43 @@
-"""Straight-through estimators for categorical and Bernoulli units (DESIGN.md section 1).
+"""Straight-through estimators for categorical and Bernoulli units, and their registry.
 
-Each estimator returns a hard sample in the forward pass and, in the backward pass, the Jacobian of
-a smooth surrogate in place of the (zero) Jacobian of the sample. Decoupled ST gives the two
-passes their own temperatures: `tau_f` sets how random the forward sample is, `tau_b` how the
-backward gradient spreads across categories.
+Each estimator returns a hard sample in the forward pass and, in the backward pass, the Jacobian
+(or another VJP) of a smooth surrogate in place of the (zero) Jacobian of the sample. Decoupled
+ST gives the two passes their own temperatures: `tau_f` sets how random the forward sample is,
+`tau_b` how the backward gradient spreads across categories.
 
 Notation: `l` logits (categories on the last axis), `g` standard Gumbel noise of `l`'s shape,
-`L = g1 - g0` standard Logistic noise, `sigma` the logistic sigmoid,
-`J_softmax(u) = diag(softmax(u)) - softmax(u) softmax(u)^T`.
+`L = g1 - g0` standard Logistic noise, `sigma` the logistic sigmoid, `D` the forward one-hot,
+`J(pi) = diag(pi) - pi pi^T` (the softmax Jacobian written at its value), `v` the cotangent.
 
-    function                              forward value               backward dz/dl
-    decoupled_st(key, l, tau_f, tau_b)    one_hot(argmax(l/tau_f+g))  J_softmax(l/tau_b) / tau_b
-      ... backward_noise=True             same                        J_softmax(l/tau_b+g) / tau_b
-    softmax_ste(key, l, tau)              one_hot(argmax(l/tau+g))    J_softmax(l/tau) / tau
-    st_gumbel_softmax(key, l, tau)        one_hot(argmax(l+g))        J_softmax((l+g)/tau) / tau
-    identity_ste(key, l, tau)             one_hot(argmax(l/tau+g))    identity
-    decoupled_st_bernoulli(key, a, tau_f, tau_b)
-                                          1[a/tau_f + L > 0]          sigma'(a/tau_b) / tau_b
-      ... backward_noise=True             same                        sigma'(a/tau_b + L) / tau_b
-    sigmoid_ste(key, a, tau)              1[a/tau + L > 0]            sigma'(a/tau) / tau
-    st_gumbel_sigmoid(key, a, tau)        1[a + L > 0]                sigma'((a + L)/tau) / tau
-    identity_ste_bernoulli(key, a, tau)   1[a/tau + L > 0]            identity
+    estimator                     forward value                backward (the VJP of v)
+    decoupled_st(l, tau_f, tau_b) D = one_hot(argmax(l/tau_f+g)) J(softmax(l/tau_b)) v / tau_b
+      backward_noise=True         same                         J(softmax(l/tau_b + g)) v / tau_b
+    softmax_ste(l, tau)           one_hot(argmax(l/tau + g))   J(softmax(l/tau)) v / tau
+    st_gumbel_softmax(l, tau)     one_hot(argmax(l + g))       J(softmax((l + g)/tau)) v / tau
+    identity_ste(l, tau)          one_hot(argmax(l/tau + g))   v
+    reinmax(l, tau)               D = one_hot(argmax(l + g))   2 J(pi1) v - J(pi0) v / 2,
+                                                               pi0 = softmax(l),
+                                                               pi1 = (softmax(l/tau) + D) / 2
+    decoupled_reinmax(l, tau_f, tau_b)
+                                  D = one_hot(argmax(l/tau_f+g)) (2 J(pi1) v - J(pi0) v/2) / tau_f,
+                                                               pi0 = softmax(l/tau_f),
+                                                               pi1 = (softmax(l/tau_b) + D) / 2
+    gumbel_rao(l, tau, k=10)      D = one_hot(argmax(l + g))   (1/k) sum_i J(softmax((l+h_i)/tau)) v
+                                                               / tau, h_i Gumbel given argmax D
+    softmax_relaxation(l)         softmax(l) (no sample)       J(softmax(l)) v
 
-The forward values are exact samples: `Cat(softmax(l/tau_f))` (Gumbel-max) and
-`Bernoulli(sigma(a/tau_f))`; `st_gumbel_*` sample at temperature 1 whatever `tau`.
+(every function takes the PRNG key first: `decoupled_st(key, l, tau_f, tau_b)`.)
+
+The Bernoulli form of each (`*_bernoulli`, `sigmoid_ste`, `st_gumbel_sigmoid`, ...) is the
+categorical estimator on the two logits `(0, a)`, returning the second component: a sample
+`1[a/tau_f + L > 0]` of `Bernoulli(sigma(a/tau_f))` and, for the paper's four, the surrogate
+`sigma'(.)` in place of the softmax Jacobian. The forward values are exact samples of
+`Cat(softmax(l/tau_f))` (Gumbel-max) and `Bernoulli(sigma(a/tau_f))`; `st_gumbel_*`, `reinmax`
+and `gumbel_rao` sample at temperature 1 whatever `tau`.
+
+`REGISTRY` lists every estimator once (name, categorical and Bernoulli functions, which
+temperatures it reads); the tasks, the sweep grid, results and figures read it, so a new estimator
+is one function, one `register(...)` call and its tests.
 
 Conventions:
 - Shapes and dtypes. Categorical logits have shape `(..., K)`, any leading batch shape; Bernoulli
@@ -36,28 +50,37 @@ Conventions:
   although its probability `exp(-gap)` is not zero; gaps grow like `1/tau_f`, so small forward
   temperatures live in that tail. "high" mode builds `u` from two uniforms and moves the cap to
   about 32, at twice the random bits.
-- Logistic noise for Bernoulli units is `L = g[..., 1] - g[..., 0]` with `g` the Gumbel draw of
-  shape `a.shape + (2,)`, which is exactly the draw a categorical estimator makes for logits
-  `[0, a]` of that shape under the same key. So with the same key, a Bernoulli estimator's sample
-  equals the categorical one's class-1 entry bit for bit (the test `a/tau_f + g1 > g0` is the
-  same float comparison the categorical argmax makes), and its gradient equals the categorical
-  gradient w.r.t. `a` for a cotangent on class 1. The price is two Gumbels per unit instead of
-  one uniform.
+- Logistic noise for the paper's Bernoulli estimators is `L = g[..., 1] - g[..., 0]` with `g` the
+  Gumbel draw of shape `a.shape + (2,)`, which is exactly the draw a categorical estimator makes
+  for logits `[0, a]` under the same key: a Bernoulli sample equals the categorical one's class-1
+  entry bit for bit.
 - Temperatures are ordinary array arguments (scalars, or arrays that broadcast to the logits'
   shape), so a grid of temperatures is `jax.vmap`. Their gradient is zero: they enter through
   `lax.stop_gradient`. The key never enters a `custom_vjp`: noise is drawn outside it, so keys of
   either kind (`jax.random.key` or raw `jax.random.PRNGKey`) get the usual float0 cotangent.
-- Validation. A concrete temperature that is not a positive finite number raises a `ValueError`
-  naming the argument. Under `jit`/`vmap` temperatures are tracers and the check is skipped (a
-  traced check would need `checkify` in every caller); the grid-level guard is
-  `check_temperatures`, which the sweep engine calls on the concrete grid before compiling.
-- `backward_noise` is a static Python bool.
+- Validation. A concrete temperature outside `[TAU_MIN, TAU_MAX]` (or not a finite number) raises
+  a `ValueError` naming the argument; for float16 logits the lower bound is `TAU_MIN_FLOAT16`,
+  because a surrogate slope of up to `1/(4 tau)` must fit float16's range (65,504). Under
+  `jit`/`vmap` temperatures are tracers and the check is skipped (a traced check would need
+  `checkify` in every caller); the grid-level guard is `check_temperatures`, which the sweep
+  engine calls on the concrete grid before compiling.
+- Non-finite logits. `-inf` masks a class: it is never sampled and gets a zero gradient, the
+  other classes' gradients stay finite. `+inf` classes are certain: the sample is one of them
+  (uniformly if several), and the row's gradient is zero. A row holding a NaN, or only `-inf`,
+  has no distribution: its sample is NaN, so is any loss computed from it, which a training
+  loop's divergence check sees (the surrogates' gradients for that row are NaN as well; the
+  identity backward passes the cotangent on). Bernoulli units follow from their `(0, a)` form:
+  `a = +inf` gives 1, `-inf` gives 0 (zero gradient), NaN gives NaN.
+- `backward_noise` and `k` are static Python values.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -68,34 +91,46 @@ from jax.typing import ArrayLike
 __all__ = [
     "BERNOULLI",
     "CATEGORICAL",
-    "FAMILIES",
     "NAMES",
+    "REFERENCE",
+    "REGISTRY",
+    "TAU_MAX",
+    "TAU_MIN",
+    "Estimator",
     "argmax_one_hot",
     "bernoulli_mode",
     "bernoulli_name",
     "check_temperatures",
+    "conditional_gumbel",
+    "decoupled_reinmax",
+    "decoupled_reinmax_bernoulli",
     "decoupled_st",
     "decoupled_st_bernoulli",
     "get",
+    "gumbel_rao",
+    "gumbel_rao_bernoulli",
     "identity_ste",
     "identity_ste_bernoulli",
+    "lookup",
+    "register",
+    "reinmax",
+    "reinmax_bernoulli",
+    "sigmoid_relaxation",
     "sigmoid_ste",
+    "softmax_relaxation",
     "softmax_ste",
     "st_gumbel_sigmoid",
     "st_gumbel_softmax",
 ]
 
 Array = jax.Array
-# The uniform form used by the sweep engine: (key, logits, tau_f, tau_b) -> sample.
-Estimator = Callable[[ArrayLike, ArrayLike, ArrayLike, ArrayLike], Array]
+# The uniform form used by tasks and the sweep engine: (key, logits, tau_f, tau_b) -> sample.
+Uniform = Callable[[ArrayLike, ArrayLike, ArrayLike, ArrayLike], Array]
 
-# The four estimator families, by their categorical names; `BERNOULLI[i]` is the Bernoulli
-# counterpart of `CATEGORICAL[i]`.
-FAMILIES = ("decoupled_st", "softmax_ste", "st_gumbel_softmax", "identity_ste")
-CATEGORICAL = FAMILIES
-BERNOULLI = ("decoupled_st_bernoulli", "sigmoid_ste", "st_gumbel_sigmoid", "identity_ste_bernoulli")
-NAMES = CATEGORICAL + BERNOULLI
-_BERNOULLI_OF = dict(zip(CATEGORICAL, BERNOULLI, strict=True))
+# Temperatures every estimator accepts (for float32, bfloat16 and float64 logits). The range
+# keeps `l / tau` finite for logits far beyond |l| = 50 and `1 / tau` far from overflow.
+TAU_MIN, TAU_MAX = 1e-6, 1e6
+TAU_MIN_FLOAT16 = 1e-4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,18 +159,22 @@ def _as_logits(logits: ArrayLike, categorical: bool) -> Array:
     return logits
 
 
-def _check_concrete(name: str, value: ArrayLike) -> None:
-    """Raises ValueError unless every entry of the concrete `value` is positive and finite."""
+def _check_concrete(name: str, value: ArrayLike, tau_min: float = TAU_MIN) -> None:
+    """Raises ValueError unless every entry of the concrete `value` is in [tau_min, TAU_MAX]."""
     v = np.asarray(value)
     if v.dtype.kind not in "biuf" and v.dtype.name not in ("bfloat16", "float16"):
         raise ValueError(f"{name} must be a real number, got {value!r} (dtype {v.dtype}).")
     v = v.astype(np.float64)
     bad = ~(np.isfinite(v) & (v > 0))
+    what = "positive finite number"
+    if not bad.any():
+        bad = (v < tau_min) | (v > TAU_MAX)
+        what = f"number in [{tau_min:g}, {TAU_MAX:g}]"
     if bad.any():
         if v.ndim == 0:
-            raise ValueError(f"{name} must be a positive finite number, got {v.item()!r}.")
+            raise ValueError(f"{name} must be a {what}, got {v.item()!r}.")
         raise ValueError(
-            f"{name} must hold positive finite numbers, got {v[bad][:5].tolist()} "
+            f"{name} must hold {what}s, got {v[bad][:5].tolist()} "
             f"({int(bad.sum())} bad of {v.size}, array shape {v.shape})."
         )
 
@@ -144,11 +183,11 @@ def check_temperatures(**temperatures: ArrayLike) -> None:
     """Validates concrete temperatures, e.g. a sweep grid, before anything is traced.
 
     Call it outside `jit`/`vmap`, where the estimators themselves cannot check their traced
-    temperatures: `check_temperatures(tau_f=grid_f, tau_b=grid_b)`.
+    temperatures: `check_temperatures(tau_f=grid_f, tau_b=grid_b)`. A value is refused if it is
+    not a finite number in `[TAU_MIN, TAU_MAX]`, or if it is a tracer.
 
     Raises:
-      ValueError: naming the argument, if any entry is <= 0, NaN or infinite, or if a value is a
-        tracer (it must be called on concrete arrays).
+      ValueError: naming the argument.
     """
     for name, value in temperatures.items():
         if isinstance(value, jax.core.Tracer):
@@ -161,7 +200,7 @@ def check_temperatures(**temperatures: ArrayLike) -> None:
 
 def _as_temperature(tau: ArrayLike, name: str, logits: Array) -> Array:
     if not isinstance(tau, jax.core.Tracer):
-        _check_concrete(name, tau)
+        _check_concrete(name, tau, TAU_MIN_FLOAT16 if logits.dtype == jnp.float16 else TAU_MIN)
     tau = jnp.asarray(tau, _compute_dtype(logits.dtype))
     try:
         shape = np.broadcast_shapes(tau.shape, logits.shape)
@@ -175,6 +214,21 @@ def _as_temperature(tau: ArrayLike, name: str, logits: Array) -> Array:
         )
     # Temperatures are hyperparameters: no gradient flows into them.
     return lax.stop_gradient(tau)
+
+
+def _finite_rows(l: Array) -> tuple[Array, Array]:
+    """(l with +inf rows made finite, invalid-row mask (..., 1)); see "Non-finite logits".
+
+    A row with a `+inf` becomes 0 at its `+inf` classes and `-inf` elsewhere: the limit law
+    (uniform over the certain classes), and, through the `where`, a zero gradient for that row.
+    """
+    pos = l == jnp.inf
+    any_pos = jnp.any(pos, axis=-1, keepdims=True)
+    l = jnp.where(any_pos, jnp.where(pos, 0.0, -jnp.inf).astype(l.dtype), l)
+    invalid = jnp.any(jnp.isnan(l), axis=-1, keepdims=True) | jnp.all(
+        l == -jnp.inf, axis=-1, keepdims=True
+    )
+    return l, invalid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,15 +252,47 @@ def _logistic_noise(key: ArrayLike, shape: tuple[int, ...], dtype: jnp.dtype) ->
     return g1 - g0
 
 
+def _rao_key(key: ArrayLike) -> Array:
+    # The conditional draws need noise independent of the forward's `g`, which uses `key` itself.
+    return jax.random.fold_in(key, 1)
+
+
+def conditional_gumbel(key: ArrayLike, logits: Array, index: Array, k: int) -> Array:
+    """k Gumbel vectors `h` conditioned on `argmax(l + h) = index` (Paulus et al. 2021).
+
+    With `E ~ Exp(1)` i.i.d. and `m = index`: `z_m = logsumexp(l) - log E_m` (the maximum of
+    `l + h` is Gumbel with location `logsumexp(l)`, independent of the argmax), and for `j != m`
+    `z_j = -log(exp(-z_m) + E_j exp(-l_j))` (a Gumbel of location `l_j` truncated below `z_m`),
+    computed in log space; `h = z - l`. Returns `z = l + h`, shape `(k, ..., K)`, in `logits`'
+    dtype. `-inf` logits give `z_j = -inf`.
+    """
+    # E = -log(u) with u in [tiny, 1): never 0 (log E = -inf would give z_m = inf, a NaN
+    # gradient; jax.random.exponential returns 0 with probability 2^-23 per draw in float32).
+    tiny = jnp.finfo(logits.dtype).tiny
+    u = jax.random.uniform(key, (k, *logits.shape), logits.dtype, minval=tiny, maxval=1.0)
+    log_e = jnp.log(-jnp.log(u))
+    z_top = jax.nn.logsumexp(logits, axis=-1, keepdims=True) - jnp.take_along_axis(
+        log_e, jnp.broadcast_to(index[..., None], (k, *index.shape, 1)), axis=-1
+    )
+    z_rest = -jnp.logaddexp(-z_top, log_e - logits)
+    is_top = jnp.arange(logits.shape[-1]) == index[..., None]
+    return jnp.where(is_top, z_top, z_rest)
+
+
 # ----------------------------------------------------------------------------------------------
-# Straight-through cores: the value is `z`; the backward pass is that of a surrogate of `s`.
-# The hard value is computed outside (argmax and comparisons have no gradient), so each core
-# is "return z" with a custom backward, and the 1/tau factors come from autodiff of `s`.
+# Straight-through cores: the value is `z`; the backward pass is a surrogate's. The hard value
+# is computed outside (argmax and comparisons have no gradient), so each core is "return z"
+# with a custom backward, and the 1/tau factors come from autodiff of the scaled logits.
+
+
+def _jvp_at(p: Array, v: Array) -> Array:
+    """J(p) v = p * (v - <p, v>), without building the K x K matrix."""
+    return p * (v - jnp.sum(p * v, axis=-1, keepdims=True))
 
 
 @jax.custom_vjp
 def _softmax_st(z: Array, s: Array) -> Array:
-    """Value z; backward v -> J_softmax(s) v = p * (v - <p, v>), p = softmax(s), never K x K."""
+    """Value z; backward v -> J(softmax(s)) v."""
     return z
 
 
@@ -215,8 +301,7 @@ def _softmax_st_fwd(z: Array, s: Array) -> tuple[Array, Array]:
 
 
 def _softmax_st_bwd(p: Array, v: Array) -> tuple[None, Array]:
-    v = v.astype(p.dtype)
-    return None, p * (v - jnp.sum(p * v, axis=-1, keepdims=True))
+    return None, _jvp_at(p, v.astype(p.dtype))
 
 
 _softmax_st.defvjp(_softmax_st_fwd, _softmax_st_bwd)
@@ -248,8 +333,63 @@ def _identity_st(z: Array, logits: Array) -> Array:
 _identity_st.defvjp(lambda z, logits: (z, None), lambda _, v: (None, v))
 
 
+@jax.custom_vjp
+def _reinmax_st(z: Array, u0: Array, p_b: Array) -> Array:
+    """Value z (the one-hot D); backward v -> (2 J(pi1) v - J(pi0) v / 2) for `u0`, with
+    pi0 = softmax(u0), pi1 = (p_b + D) / 2; `p_b` is a constant (no cotangent)."""
+    return z
+
+
+def _reinmax_st_fwd(z, u0, p_b):
+    pi0 = jax.nn.softmax(u0, axis=-1)
+    pi1 = (p_b + z.astype(p_b.dtype)) / 2
+    return z, (pi0, pi1)
+
+
+def _reinmax_st_bwd(res, v):
+    pi0, pi1 = res
+    v = v.astype(pi0.dtype)
+    return None, 2 * _jvp_at(pi1, v) - 0.5 * _jvp_at(pi0, v), None
+
+
+_reinmax_st.defvjp(_reinmax_st_fwd, _reinmax_st_bwd)
+
+
+@jax.custom_vjp
+def _rao_st(z: Array, s_k: Array) -> Array:
+    """Value z; backward v -> (1/k) sum_i J(softmax(s_k[i])) v, one cotangent per draw."""
+    return z
+
+
+def _rao_st_fwd(z, s_k):
+    return z, jax.nn.softmax(s_k, axis=-1)
+
+
+def _rao_st_bwd(p_k, v):
+    return None, _jvp_at(p_k, v.astype(p_k.dtype)[None]) / p_k.shape[0]
+
+
+_rao_st.defvjp(_rao_st_fwd, _rao_st_bwd)
+
+
 def _one_hot_argmax(scores: Array, dtype: jnp.dtype) -> Array:
     return jax.nn.one_hot(jnp.argmax(scores, axis=-1), scores.shape[-1], dtype=dtype)
+
+
+def _prepared(logits: ArrayLike, **temperatures: ArrayLike) -> tuple[Array, list[Array]]:
+    """Checked categorical logits and temperatures in the compute dtype."""
+    logits = _as_logits(logits, categorical=True)
+    return logits, [_as_temperature(t, n, logits) for n, t in temperatures.items()]
+
+
+def _sample(key: ArrayLike, logits: Array, tau: Array | None) -> tuple[Array, Array, Array, Array]:
+    """(D, l, g, invalid): Gumbel-max sample D of Cat(softmax(l/tau)) (tau None: 1) in logits'
+    dtype, NaN in invalid rows; l the finite-row logits in the compute dtype; g the noise."""
+    dtype = tau.dtype if tau is not None else _compute_dtype(logits.dtype)
+    l, invalid = _finite_rows(logits.astype(dtype))
+    g = _gumbel_noise(key, l.shape, dtype)
+    d = _one_hot_argmax((l if tau is None else l / tau) + g, logits.dtype)
+    return jnp.where(invalid, jnp.nan, d).astype(logits.dtype), l, g, invalid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,74 +405,129 @@ def decoupled_st(
 ) -> Array:
     """Decoupled straight-through estimator for a categorical over the last axis.
 
-    Forward: `one_hot(argmax(l/tau_f + g))`, an exact sample of `Cat(softmax(l/tau_f))`.
-    Backward: dz/dl = `J_softmax(l/tau_b) / tau_b`; with `backward_noise=True`,
-    `J_softmax(l/tau_b + g) / tau_b` with the forward's `g`.
+    Forward: `D = one_hot(argmax(l/tau_f + g))`, an exact sample of `Cat(softmax(l/tau_f))`.
+    Backward: `J(softmax(l/tau_b)) v / tau_b`; with `backward_noise=True`,
+    `J(softmax(l/tau_b + g)) v / tau_b` with the forward's `g`.
 
     Args:
       key: PRNG key (typed or raw).
       logits: `(..., K)` float array.
-      tau_f, tau_b: positive forward and backward temperatures (scalars or broadcastable).
+      tau_f, tau_b: forward and backward temperatures (scalars or broadcastable).
       backward_noise: static; whether the backward surrogate sees the forward's Gumbel noise.
 
     Returns:
       `(..., K)` one-hot sample, dtype of `logits`.
     """
-    logits = _as_logits(logits, categorical=True)
-    tau_f = _as_temperature(tau_f, "tau_f", logits)
-    tau_b = _as_temperature(tau_b, "tau_b", logits)
-    return _decoupled_st(key, logits, tau_f, tau_b, backward_noise)
-
-
-def _decoupled_st(
-    key: ArrayLike, logits: Array, tau_f: Array, tau_b: Array, backward_noise: bool
-) -> Array:
-    l = logits.astype(tau_f.dtype)
-    g = _gumbel_noise(key, l.shape, l.dtype)
-    z = _one_hot_argmax(l / tau_f + g, logits.dtype)
-    s = l / tau_b + g if backward_noise else l / tau_b
-    return _softmax_st(z, s)
+    logits, (tau_f, tau_b) = _prepared(logits, tau_f=tau_f, tau_b=tau_b)
+    d, l, g, _ = _sample(key, logits, tau_f)
+    return _softmax_st(d, l / tau_b + g if backward_noise else l / tau_b)
 
 
 def softmax_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Softmax straight-through: `decoupled_st(key, l, tau, tau)`, value and gradient.
 
-    Forward `one_hot(argmax(l/tau + g))`; backward `J_softmax(l/tau) / tau`. Shapes as
-    `decoupled_st`.
+    Forward `one_hot(argmax(l/tau + g))`; backward `J(softmax(l/tau)) v / tau`.
     """
-    logits = _as_logits(logits, categorical=True)
-    tau = _as_temperature(tau, "tau", logits)
-    return _decoupled_st(key, logits, tau, tau, False)
+    logits, (tau,) = _prepared(logits, tau=tau)
+    d, l, _, _ = _sample(key, logits, tau)
+    return _softmax_st(d, l / tau)
 
 
 def st_gumbel_softmax(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Hard (straight-through) Gumbel-softmax, as PyTorch's `gumbel_softmax(hard=True)`.
 
-    Forward `one_hot(argmax(l + g))`, a sample of `Cat(softmax(l))` whatever `tau`;
-    backward `J_softmax((l + g)/tau) / tau`. Shapes as `decoupled_st`.
+    Forward `D = one_hot(argmax(l + g))`, a sample of `Cat(softmax(l))` whatever `tau`;
+    backward `J(softmax((l + g)/tau)) v / tau`.
     """
-    logits = _as_logits(logits, categorical=True)
-    tau = _as_temperature(tau, "tau", logits)
-    l = logits.astype(tau.dtype)
-    y = l + _gumbel_noise(key, l.shape, l.dtype)
-    return _softmax_st(_one_hot_argmax(y, logits.dtype), y / tau)
+    logits, (tau,) = _prepared(logits, tau=tau)
+    d, l, g, _ = _sample(key, logits, None)
+    return _softmax_st(d, (l + g) / tau)
 
 
 def identity_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
-    """Identity straight-through: forward `one_hot(argmax(l/tau + g))`, backward dz/dl = I.
+    """Identity straight-through: forward `one_hot(argmax(l/tau + g))`, backward `v`."""
+    logits, (tau,) = _prepared(logits, tau=tau)
+    d, _, _, _ = _sample(key, logits, tau)
+    return _identity_st(d, logits)
 
-    Shapes as `decoupled_st`.
+
+def decoupled_reinmax(
+    key: ArrayLike, logits: ArrayLike, tau_f: ArrayLike, tau_b: ArrayLike
+) -> Array:
+    """ReinMax with its own forward temperature: `reinmax` applied to `l/tau_f` with temperature
+    `tau_b/tau_f`.
+
+    Forward: `D = one_hot(argmax(l/tau_f + g))`, a sample of `Cat(pi0)`, `pi0 = softmax(l/tau_f)`.
+    Backward: `(2 J(pi1) v - J(pi0) v / 2) / tau_f` with `pi1 = (softmax(l/tau_b) + D) / 2`.
+    `decoupled_reinmax(key, l, 1, tau) == reinmax(key, l, tau)` exactly.
     """
+    logits, (tau_f, tau_b) = _prepared(logits, tau_f=tau_f, tau_b=tau_b)
+    return _decoupled_reinmax(key, logits, tau_f, tau_b)
+
+
+def _decoupled_reinmax(key, logits, tau_f, tau_b):
+    d, l, _, _ = _sample(key, logits, tau_f)
+    p_b = lax.stop_gradient(jax.nn.softmax(l / tau_b, axis=-1))
+    return _reinmax_st(d, l / tau_f, p_b)
+
+
+def reinmax(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
+    """ReinMax (Liu et al. 2023, "Bridging Discrete and Backpropagation").
+
+    Forward: `D = one_hot(argmax(l + g))`, a sample of `Cat(pi0)`, `pi0 = softmax(l)`; `tau`
+    does not change the forward. Backward: `2 J(pi1) v - J(pi0) v / 2`,
+    `pi1 = (softmax(l/tau) + D) / 2`: a second-order (Heun) correction of the straight-through
+    gradient.
+    """
+    logits, (tau,) = _prepared(logits, tau=tau)
+    return _decoupled_reinmax(key, logits, jnp.ones_like(tau), tau)
+
+
+def gumbel_rao(key: ArrayLike, logits: ArrayLike, tau: ArrayLike, k: int = 10) -> Array:
+    """Gumbel-Rao (Paulus et al. 2021, GR-MCK): ST Gumbel-softmax with a Rao-Blackwellised
+    backward.
+
+    Forward: the same `D = one_hot(argmax(l + g))` as `st_gumbel_softmax(key, l, tau)`.
+    Backward: `(1/k) sum_i J(softmax((l + h_i)/tau)) v / tau`, `h_1..h_k` Gumbel draws
+    conditioned on `argmax(l + h_i) = argmax(D)` (`conditional_gumbel`, from a key derived from
+    `key`). `k` is static.
+    """
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"gumbel_rao needs a static integer k >= 1 (conditional draws), got {k!r}")
+    logits, (tau,) = _prepared(logits, tau=tau)
+    d, l, _, invalid = _sample(key, logits, None)
+    index = jnp.argmax(jnp.where(invalid, 0, d), axis=-1)
+    l_fixed = lax.stop_gradient(l)
+    z_k = lax.stop_gradient(conditional_gumbel(_rao_key(key), l_fixed, index, k))
+    # s_i = (l + h_i)/tau with h_i = z_i - l held fixed: autodiff through it gives the 1/tau.
+    # A masked class (l = z = -inf) gets h = 0, not the NaN of -inf - -inf.
+    h_k = jnp.where(l_fixed == -jnp.inf, 0.0, z_k - l_fixed)
+    return _rao_st(d, (l + h_k) / tau)
+
+
+def softmax_relaxation(key: ArrayLike, logits: ArrayLike) -> Array:
+    """difflogic's relaxation: `softmax(l)`, no sample, no temperature (`key` unused).
+
+    Not a discrete estimator: a reference for tasks that train relaxed networks.
+    """
+    del key
     logits = _as_logits(logits, categorical=True)
-    tau = _as_temperature(tau, "tau", logits)
-    l = logits.astype(tau.dtype)
-    z = _one_hot_argmax(l / tau + _gumbel_noise(key, l.shape, l.dtype), logits.dtype)
-    return _identity_st(z, logits)
+    l, invalid = _finite_rows(logits.astype(_compute_dtype(logits.dtype)))
+    return jnp.where(invalid, jnp.nan, jax.nn.softmax(l, axis=-1)).astype(logits.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
-# Bernoulli estimators. Shapes: logits (...) -> {0, 1} values (...). The sample tests
-# `a/tau + g1 > g0`, i.e. `a/tau + L > 0`, written as the categorical's comparison on [0, a].
+# Bernoulli estimators. Shapes: logits (...) -> {0, 1} values (...). The paper's four are
+# written out with the sigmoid surrogate (cheaper than a two-class softmax, and equal to it);
+# the others are their categorical form on the logits (0, a).
+
+
+def _bernoulli_sample(key, a: Array, tau: Array | None) -> tuple[Array, Array, Array]:
+    """(z, a in the compute dtype, L): `1[a/tau + L > 0]` (tau None: 1), NaN where a is NaN."""
+    a_c = a.astype(_compute_dtype(a.dtype))
+    g0, g1 = _gumbel_pair(key, a.shape, a_c.dtype)
+    z = ((a_c if tau is None else a_c / tau) + g1 > g0).astype(a.dtype)
+    return jnp.where(jnp.isnan(a), jnp.nan, z).astype(a.dtype), a_c, g1 - g0
 
 
 def decoupled_st_bernoulli(
@@ -345,67 +540,86 @@ def decoupled_st_bernoulli(
     """Decoupled straight-through estimator for Bernoulli units (elementwise).
 
     Forward: `1[a/tau_f + L > 0]`, an exact sample of `Bernoulli(sigma(a/tau_f))`.
-    Backward: dz/da = `sigma'(a/tau_b) / tau_b`; with `backward_noise=True`,
-    `sigma'(a/tau_b + L) / tau_b` with the forward's `L`.
-
-    Args:
-      key: PRNG key (typed or raw).
-      logits: the logits `a`, a float array of any shape.
-      tau_f, tau_b: positive forward and backward temperatures (scalars or broadcastable).
-      backward_noise: static; whether the backward surrogate sees the forward's Logistic noise.
-
-    Returns:
-      `{0, 1}` sample of `a`'s shape and dtype.
+    Backward: `sigma'(a/tau_b) v / tau_b`; with `backward_noise=True`, `sigma'(a/tau_b + L) v /
+    tau_b` with the forward's `L`.
     """
-    logits = _as_logits(logits, categorical=False)
-    tau_f = _as_temperature(tau_f, "tau_f", logits)
-    tau_b = _as_temperature(tau_b, "tau_b", logits)
-    return _decoupled_st_bernoulli(key, logits, tau_f, tau_b, backward_noise)
-
-
-def _decoupled_st_bernoulli(
-    key: ArrayLike, logits: Array, tau_f: Array, tau_b: Array, backward_noise: bool
-) -> Array:
-    a = logits.astype(tau_f.dtype)
-    g0, g1 = _gumbel_pair(key, a.shape, a.dtype)
-    z = (a / tau_f + g1 > g0).astype(logits.dtype)
-    s = a / tau_b + (g1 - g0) if backward_noise else a / tau_b
-    return _sigmoid_st(z, s)
+    a = _as_logits(logits, categorical=False)
+    tau_f, tau_b = _as_temperature(tau_f, "tau_f", a), _as_temperature(tau_b, "tau_b", a)
+    z, a_c, noise = _bernoulli_sample(key, a, tau_f)
+    return _sigmoid_st(z, a_c / tau_b + noise if backward_noise else a_c / tau_b)
 
 
 def sigmoid_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Sigmoid straight-through: `decoupled_st_bernoulli(key, a, tau, tau)`.
 
-    Forward `1[a/tau + L > 0]`; backward `sigma'(a/tau) / tau`. Shapes as
-    `decoupled_st_bernoulli`.
+    Forward `1[a/tau + L > 0]`; backward `sigma'(a/tau) v / tau`.
     """
-    logits = _as_logits(logits, categorical=False)
-    tau = _as_temperature(tau, "tau", logits)
-    return _decoupled_st_bernoulli(key, logits, tau, tau, False)
+    a = _as_logits(logits, categorical=False)
+    tau = _as_temperature(tau, "tau", a)
+    z, a_c, _ = _bernoulli_sample(key, a, tau)
+    return _sigmoid_st(z, a_c / tau)
 
 
 def st_gumbel_sigmoid(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Hard binary concrete: forward `1[a + L > 0]` (whatever `tau`), backward
-    `sigma'((a + L)/tau) / tau`. Shapes as `decoupled_st_bernoulli`.
-    """
-    logits = _as_logits(logits, categorical=False)
-    tau = _as_temperature(tau, "tau", logits)
-    a = logits.astype(tau.dtype)
-    g0, g1 = _gumbel_pair(key, a.shape, a.dtype)
-    z = (a + g1 > g0).astype(logits.dtype)
-    return _sigmoid_st(z, (a + (g1 - g0)) / tau)
+    `sigma'((a + L)/tau) v / tau`."""
+    a = _as_logits(logits, categorical=False)
+    tau = _as_temperature(tau, "tau", a)
+    z, a_c, noise = _bernoulli_sample(key, a, None)
+    return _sigmoid_st(z, (a_c + noise) / tau)
 
 
 def identity_ste_bernoulli(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
-    """Identity straight-through for Bernoulli units: forward `1[a/tau + L > 0]`,
-    backward dz/da = 1. Shapes as `decoupled_st_bernoulli`.
-    """
-    logits = _as_logits(logits, categorical=False)
-    tau = _as_temperature(tau, "tau", logits)
-    a = logits.astype(tau.dtype)
-    g0, g1 = _gumbel_pair(key, a.shape, a.dtype)
-    z = (a / tau + g1 > g0).astype(logits.dtype)
-    return _identity_st(z, logits)
+    """Identity straight-through for Bernoulli units: forward `1[a/tau + L > 0]`, backward `v`."""
+    a = _as_logits(logits, categorical=False)
+    tau = _as_temperature(tau, "tau", a)
+    z, _, _ = _bernoulli_sample(key, a, tau)
+    return _identity_st(z, a)
+
+
+def _on_zero_and_a(
+    categorical: Callable[..., Array], key: ArrayLike, logits: ArrayLike, **kwargs
+) -> Array:
+    """`categorical(key, [0, a], **kwargs)[..., 1]`: the Bernoulli form of a categorical
+    estimator. Temperature arrays that broadcast to `a`'s shape get a trailing class axis."""
+    a = _as_logits(logits, categorical=False)
+    for name in ("tau", "tau_f", "tau_b"):
+        if name in kwargs and np.ndim(kwargs[name]):
+            kwargs[name] = _as_temperature(kwargs[name], name, a)[..., None]
+    l = jnp.stack([jnp.zeros_like(a), a], axis=-1)
+    return categorical(key, l, **kwargs)[..., 1]
+
+
+def _n_temperatures(fn: Callable[..., Array]) -> int:
+    """Temperature arguments after (key, logits): those without a default."""
+    params = list(inspect.signature(fn).parameters.values())[2:]
+    return sum(p.default is inspect.Parameter.empty for p in params)
+
+
+def reinmax_bernoulli(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
+    """`reinmax` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    return _on_zero_and_a(reinmax, key, logits, tau=tau)
+
+
+def decoupled_reinmax_bernoulli(
+    key: ArrayLike, logits: ArrayLike, tau_f: ArrayLike, tau_b: ArrayLike
+) -> Array:
+    """`decoupled_reinmax` on the logits (0, a), second component: a sample of
+    `Bernoulli(sigma(a/tau_f))`."""
+    return _on_zero_and_a(decoupled_reinmax, key, logits, tau_f=tau_f, tau_b=tau_b)
+
+
+def gumbel_rao_bernoulli(key: ArrayLike, logits: ArrayLike, tau: ArrayLike, k: int = 10) -> Array:
+    """`gumbel_rao` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`
+    whose backward averages k conditional Logistic draws."""
+    return _on_zero_and_a(gumbel_rao, key, logits, tau=tau, k=k)
+
+
+def sigmoid_relaxation(key: ArrayLike, logits: ArrayLike) -> Array:
+    """`sigma(a)`: the relaxation's Bernoulli form (no sample; `key` unused)."""
+    del key
+    a = _as_logits(logits, categorical=False)
+    return jax.nn.sigmoid(a.astype(_compute_dtype(a.dtype))).astype(a.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,61 +642,260 @@ def bernoulli_mode(logits: ArrayLike) -> Array:
 
 
 # ----------------------------------------------------------------------------------------------
-# Lookup by name.
+# The registry: every estimator once. Tasks, grid expansion, results and figures read it.
+
+FORMS = ("categorical", "bernoulli")
 
 
-def bernoulli_name(name: str) -> str:
-    """The Bernoulli estimator of a family: `"decoupled_st"` -> `"decoupled_st_bernoulli"`,
-    `"softmax_ste"` -> `"sigmoid_ste"`, `"st_gumbel_softmax"` -> `"st_gumbel_sigmoid"`,
-    `"identity_ste"` -> `"identity_ste_bernoulli"`. A Bernoulli name is returned unchanged.
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+    """A registry entry.
+
+    Attributes:
+      name: the name on the command line and in results files.
+      categorical: the categorical function, `fn(key, logits, *temperatures, **options)`.
+      bernoulli: its Bernoulli form, same signature.
+      writes_tau_to: for a single-temperature estimator, the results fields (`"tau_f"`,
+        `"tau_b"`) that record its `tau`, the first being the one its uniform form reads; the
+        other field records 1.0. E.g. `("tau_f", "tau_b")` for Softmax STE (its tau acts in
+        both passes), `("tau_b",)` for ReinMax (its forward samples at 1). Ignored otherwise.
+      options: the static keyword options the functions take (e.g. `backward_noise`, `k`).
+      discrete: False for a relaxation (a reference that does not sample).
+      formula: forward and backward in one line, for the documentation.
     """
-    if name in BERNOULLI:
-        return name
-    if name not in _BERNOULLI_OF:
-        raise ValueError(f"unknown estimator {name!r}; expected one of {NAMES}.")
-    return _BERNOULLI_OF[name]
 
+    name: str
+    categorical: Callable[..., Array]
+    bernoulli: Callable[..., Array]
+    writes_tau_to: tuple[str, ...] = ("tau_f", "tau_b")
+    options: tuple[str, ...] = ()
+    discrete: bool = True
+    formula: str = ""
 
-_FUNCTIONS: dict[str, Callable[..., Array]] = {
-    "decoupled_st": decoupled_st,
-    "softmax_ste": softmax_ste,
-    "st_gumbel_softmax": st_gumbel_softmax,
-    "identity_ste": identity_ste,
-    "decoupled_st_bernoulli": decoupled_st_bernoulli,
-    "sigmoid_ste": sigmoid_ste,
-    "st_gumbel_sigmoid": st_gumbel_sigmoid,
-    "identity_ste_bernoulli": identity_ste_bernoulli,
-}
-_DECOUPLED = ("decoupled_st", "decoupled_st_bernoulli")
+    def __post_init__(self):
+        n = _n_temperatures(self.categorical)
+        if n != _n_temperatures(self.bernoulli):
+            raise ValueError(f"{self.name}: the two forms take different temperatures")
+        if n == 1 and (not self.writes_tau_to or not set(self.writes_tau_to) <= {"tau_f", "tau_b"}):
+            raise ValueError(
+                f"{self.name}: writes_tau_to must name tau_f and/or tau_b, got {self.writes_tau_to}"
+            )
 
+    @property
+    def n_temperatures(self) -> int:
+        """0 (no temperature), 1 (`tau`) or 2 (`tau_f`, `tau_b`: a 2-D grid in sweeps)."""
+        return _n_temperatures(self.categorical)
 
-def get(name: str, *, backward_noise: bool = False) -> Estimator:
-    """The estimator `name` in the uniform form `fn(key, logits, tau_f, tau_b) -> sample`.
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The results fields a sweep varies for this estimator: both, the one its tau is read
+        from, or none."""
+        return {2: ("tau_f", "tau_b"), 1: self.writes_tau_to[:1], 0: ()}[self.n_temperatures]
 
-    Single-temperature estimators use `tau_f` as their `tau` and ignore `tau_b`.
-    `backward_noise` applies to the two decoupled estimators only. Repeated calls return the
-    same function object, so `jax.jit` caches keyed on it are reused.
-    """
-    if name not in _FUNCTIONS:
-        raise ValueError(f"unknown estimator {name!r}; expected one of {NAMES}.")
-    if backward_noise and name not in _DECOUPLED:
-        raise ValueError(
-            f"backward_noise applies to {_DECOUPLED} only, not to {name!r}; "
-            "drop the argument or pick a decoupled estimator."
-        )
-    return _uniform(name, bool(backward_noise))
+    def temperatures_of(self, tau: float) -> tuple[float, float]:
+        """(tau_f, tau_b) that results record for a single-temperature value `tau`."""
+        if self.n_temperatures == 0:
+            return 1.0, 1.0
+        return tuple(tau if f in self.writes_tau_to else 1.0 for f in ("tau_f", "tau_b"))
+
+    def function(self, form: str) -> Callable[..., Array]:
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+        return self.categorical if form == "categorical" else self.bernoulli
+
+    def uniform(self, form: str = "categorical", **options) -> Uniform:
+        """The estimator as `fn(key, logits, tau_f, tau_b) -> sample`, the form tasks call.
+
+        A single-temperature estimator reads its tau from `writes_tau_to[0]`; an untempered one
+        ignores both. Repeated calls return the same function object, so `jax.jit` caches keyed
+        on it are reused.
+        """
+        unknown = set(options) - set(self.options)
+        if unknown:
+            allowed = ", ".join(self.options) or "none"
+            raise ValueError(
+                f"{self.name} takes no option {', '.join(sorted(unknown))} (its options: "
+                f"{allowed}); drop it or pick another estimator."
+            )
+        return _uniform(self, form, tuple(sorted(options.items())))
 
 
 @functools.cache
-def _uniform(name: str, backward_noise: bool) -> Estimator:
-    fn = _FUNCTIONS[name]
-    if name in _DECOUPLED:
-        return functools.partial(fn, backward_noise=backward_noise)
+def _uniform(entry: Estimator, form: str, options: tuple) -> Uniform:
+    fn = functools.partial(entry.function(form), **dict(options))
+    n = entry.n_temperatures
+    if n == 2:
+        uniform = lambda key, logits, tau_f, tau_b: fn(key, logits, tau_f, tau_b)  # noqa: E731
+    elif n == 1:
+        slot = entry.writes_tau_to[0]
 
-    def uniform(key, logits, tau_f, tau_b):
-        del tau_b  # a single-temperature estimator: tau = tau_f
-        return fn(key, logits, tau_f)
+        def uniform(key, logits, tau_f, tau_b):
+            return fn(key, logits, tau_f if slot == "tau_f" else tau_b)
 
-    uniform.__name__ = uniform.__qualname__ = name
-    uniform.__doc__ = f"`{name}(key, logits, tau=tau_f)` in the uniform form; tau_b is ignored."
+    else:
+        uniform = lambda key, logits, tau_f, tau_b: fn(key, logits)  # noqa: E731
+    uniform.__name__ = uniform.__qualname__ = entry.function(form).__name__
+    uniform.__doc__ = f"`{entry.function(form).__name__}` as fn(key, logits, tau_f, tau_b)."
     return uniform
+
+
+class Registry:
+    """Estimators by name, in registration order."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Estimator] = {}
+
+    def register(self, entry: Estimator) -> Estimator:
+        if entry.name in self._entries:
+            raise ValueError(f"an estimator named {entry.name!r} is already registered")
+        self._entries[entry.name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        self[name]  # noqa: B018 (raises the usual error for an unknown name)
+        del self._entries[name]
+
+    @contextlib.contextmanager
+    def scoped(self, entry: Estimator) -> Iterator[Estimator]:
+        """Registers `entry` for the duration of a `with` block (tests, one-off experiments)."""
+        self.register(entry)
+        try:
+            yield entry
+        finally:
+            self._entries.pop(entry.name, None)
+
+    def __getitem__(self, name: str) -> Estimator:
+        if name not in self._entries:
+            raise ValueError(f"unknown estimator {name!r}; expected one of {self.names()}.")
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Estimator]:
+        return iter(tuple(self._entries.values()))
+
+    def names(self, discrete: bool | None = None) -> tuple[str, ...]:
+        """Registered names; `discrete=True` only sampling estimators, False only relaxations."""
+        return tuple(e.name for e in self if discrete is None or e.discrete == discrete)
+
+
+REGISTRY = Registry()
+register = REGISTRY.register
+
+register(
+    Estimator(
+        "decoupled_st",
+        decoupled_st,
+        decoupled_st_bernoulli,
+        options=("backward_noise",),
+        formula="one_hot(argmax(l/tau_f + g)); J(softmax(l/tau_b)) v / tau_b",
+    )
+)
+register(
+    Estimator(
+        "softmax_ste",
+        softmax_ste,
+        sigmoid_ste,
+        formula="one_hot(argmax(l/tau + g)); J(softmax(l/tau)) v / tau",
+    )
+)
+register(
+    Estimator(
+        "st_gumbel_softmax",
+        st_gumbel_softmax,
+        st_gumbel_sigmoid,
+        formula="one_hot(argmax(l + g)); J(softmax((l + g)/tau)) v / tau",
+    )
+)
+register(
+    Estimator(
+        "identity_ste",
+        identity_ste,
+        identity_ste_bernoulli,
+        formula="one_hot(argmax(l/tau + g)); v",
+    )
+)
+register(
+    Estimator(
+        "reinmax",
+        reinmax,
+        reinmax_bernoulli,
+        writes_tau_to=("tau_b",),
+        formula="D = one_hot(argmax(l + g)); 2 J((softmax(l/tau) + D)/2) v - J(softmax(l)) v / 2",
+    )
+)
+register(
+    Estimator(
+        "decoupled_reinmax",
+        decoupled_reinmax,
+        decoupled_reinmax_bernoulli,
+        formula=(
+            "D = one_hot(argmax(l/tau_f + g)); "
+            "(2 J((softmax(l/tau_b) + D)/2) v - J(softmax(l/tau_f)) v / 2) / tau_f"
+        ),
+    )
+)
+register(
+    Estimator(
+        "gumbel_rao",
+        gumbel_rao,
+        gumbel_rao_bernoulli,
+        writes_tau_to=("tau_b",),
+        options=("k",),
+        formula=(
+            "one_hot(argmax(l + g)); (1/k) sum_i J(softmax((l + h_i)/tau)) v / tau, "
+            "h_i Gumbel given the sampled argmax"
+        ),
+    )
+)
+register(
+    Estimator(
+        "softmax_relaxation",
+        softmax_relaxation,
+        sigmoid_relaxation,
+        discrete=False,
+        formula="softmax(l) (no sample); J(softmax(l)) v",
+    )
+)
+
+# The estimator this project studies: paired tables compare every other estimator with it.
+REFERENCE = "decoupled_st"
+
+# The built-in functions by form (tuples fixed at import; `REGISTRY` is the live list).
+CATEGORICAL = tuple(e.categorical.__name__ for e in REGISTRY if e.discrete)
+BERNOULLI = tuple(e.bernoulli.__name__ for e in REGISTRY if e.discrete)
+NAMES = CATEGORICAL + BERNOULLI
+
+
+def lookup(name: str) -> tuple[Estimator, str]:
+    """(entry, form) of a registry name (categorical form) or of a Bernoulli function's name
+    (e.g. "sigmoid_ste" -> the softmax_ste entry, "bernoulli")."""
+    if name in REGISTRY:
+        return REGISTRY[name], "categorical"
+    for entry in REGISTRY:
+        if entry.bernoulli.__name__ == name:
+            return entry, "bernoulli"
+    raise ValueError(
+        f"unknown estimator {name!r}; expected one of {REGISTRY.names()} "
+        f"(or a Bernoulli form: {tuple(e.bernoulli.__name__ for e in REGISTRY)})."
+    )
+
+
+def get(name: str, form: str | None = None, **options) -> Uniform:
+    """The estimator `name` as `fn(key, logits, tau_f, tau_b) -> sample`.
+
+    `name` is a registry name or a Bernoulli function's name; `form` ("categorical" or
+    "bernoulli") overrides the form the name implies. Single-temperature estimators read their
+    `tau` from the field in `writes_tau_to[0]`; options (e.g. `backward_noise=True`, `k=20`) go
+    to the function and must be ones it takes.
+    """
+    entry, implied = lookup(name)
+    return entry.uniform(form or implied, **options)
+
+
+def bernoulli_name(name: str) -> str:
+    """The Bernoulli function's name of an estimator: `"decoupled_st"` ->
+    `"decoupled_st_bernoulli"`, `"softmax_ste"` -> `"sigmoid_ste"`; a Bernoulli name is returned
+    unchanged."""
+    return lookup(name)[0].bernoulli.__name__

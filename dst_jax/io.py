@@ -52,3 +52,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     text = json.dumps(obj, indent=1, allow_nan=False)
     with atomic_open(path, "w") as f:
         f.write(text + "\n")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)

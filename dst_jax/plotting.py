@@ -1,59 +1,46 @@
-"""Figures of a sweep: (tau_f, tau_b) heatmaps and learning curves, written as PNG."""
+"""Figures of a sweep, drawn from results and arrays, written as PNG.
+
+Figures are `matplotlib.figure.Figure` objects rendered by the Agg canvas: no `pyplot`, no global
+backend switch, so importing this module leaves a notebook's backend alone. Which config a
+figure shows is decided by the caller with the one rule of `dst_jax.sweep.results` (the best
+config by mean over seeds of the selection metric).
+"""
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from dst_jax.io import atomic_open
 
-from dst_jax.io import atomic_open  # noqa: E402
-from dst_jax.sweep.results import config_table  # noqa: E402
+DPI = 120
 
 
-def save(fig, path: str) -> str:
+def save(fig: Figure, path: str, dpi: int = DPI, tight: bool = True) -> str:
+    FigureCanvasAgg(fig)
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     return path
 
 
-def heatmap_grid(
-    runs: list[dict[str, Any]], metric: str, direction: str, estimator: str = "decoupled_st"
-) -> tuple[list[float], list[float], np.ndarray]:
-    """(tau_f values, tau_b values, mean-over-seeds matrix [tau_f, tau_b]); best lr per cell."""
-    rows = [r for r in config_table(runs, (metric,)) if r["estimator"] == estimator]
-    tfs = sorted({r["tau_f"] for r in rows})
-    tbs = sorted({r["tau_b"] for r in rows})
-    pick = np.nanmax if direction == "max" else np.nanmin
-    cells: dict[tuple, list[float]] = {}
-    for r in rows:
-        cells.setdefault((r["tau_f"], r["tau_b"]), []).append(r[f"{metric}_mean"])
-    mat = np.full((len(tfs), len(tbs)), np.nan)
-    for (tf, tb), values in cells.items():
-        if any(math.isfinite(v) for v in values):
-            mat[tfs.index(tf), tbs.index(tb)] = pick(values)
-    return tfs, tbs, mat
-
-
-def best_cell(mat: np.ndarray, direction: str) -> tuple[int, int]:
-    """(row, column) of the best finite cell of `mat` (NaN cells never win)."""
-    flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
-    return np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
-
-
-def plot_heatmap(
-    runs: list[dict[str, Any]], metric: str, direction: str, path: str, title: str = ""
-) -> str | None:
-    tfs, tbs, mat = heatmap_grid(runs, metric, direction)
-    if mat.size == 0 or np.all(np.isnan(mat)):
-        return None
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(tbs), 0.8 + 0.5 * len(tfs)))
+def heatmap(
+    tfs: list[float],
+    tbs: list[float],
+    mat: np.ndarray,
+    best: tuple[int, int],
+    direction: str,
+    metric: str,
+    title: str,
+) -> Figure:
+    """A (tau_f, tau_b) heatmap of `mat` with its values, the diagonal tau_f = tau_b dashed and
+    the cell `best` (row, column) outlined and starred."""
+    fig = Figure(figsize=(1.0 + 0.6 * len(tbs), 0.8 + 0.5 * len(tfs)))
+    ax = fig.add_subplot()
     cmap = "viridis" if direction == "max" else "viridis_r"
     im = ax.imshow(mat, origin="lower", cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(tbs)), [f"{t:g}" for t in tbs])
@@ -69,14 +56,14 @@ def plot_heatmap(
                 bright = bright if direction == "max" else 1 - bright
                 color = "k" if bright > 0.6 else "w"
                 ax.text(j, i, f"{mat[i, j]:.3g}", ha="center", va="center", fontsize=6, color=color)
-    # The diagonal tau_f = tau_b (Softmax STE's line), drawn through cells with equal values.
+    # The diagonal tau_f = tau_b, drawn through cells with equal values.
     diag = [(tbs.index(t), tfs.index(t)) for t in tfs if t in tbs]
     if diag:
         xs, ys = zip(*diag, strict=True)
         ax.plot(xs, ys, "w--", lw=1, label="tau_f = tau_b")
-    bi, bj = best_cell(mat, direction)
+    bi, bj = best
     # The best cell: outlined, with a star in its corner so its value stays readable.
-    ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
     ax.plot(
         bj + 0.32,
         bi + 0.3,
@@ -89,68 +76,85 @@ def plot_heatmap(
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=2, fontsize=7, frameon=False)
     fig.colorbar(im, ax=ax, label=metric)
-    ax.set_title(title or f"decoupled_st: {metric} (mean over seeds)", fontsize=9)
-    return save(fig, path)
+    ax.set_title(title, fontsize=9)
+    return fig
 
 
-def plot_curves(
-    runs: list[dict[str, Any]],
-    best: dict[str, dict[str, Any]],
-    metrics: tuple[str, ...],
-    path: str,
-) -> str | None:
-    """Learning curves (mean over seeds, band = min..max) of the best config per estimator."""
-    if not best:
-        return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
-    for est, row in best.items():
-        group = [
-            r
-            for r in runs
-            if all(r[k] == row[k] for k in ("estimator", "tau_f", "tau_b", "lr"))
-            and not r["diverged"]
-        ]
-        if not group:
-            continue
-        label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g})"
-        for ax, m in zip(axes[0], metrics, strict=True):
-            steps = group[0]["curve"]["step"]
+def curves(groups: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -> Figure:
+    """Learning curves: for each label, the mean over its runs (band = min..max) of each metric.
+
+    `groups` maps a legend label to the runs (seeds) of one config.
+    """
+    fig = Figure(figsize=(4.2 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for label, group in groups.items():
+        for ax, m in zip(axes, metrics, strict=True):
             ys = np.array(
                 [[np.nan if v is None else v for v in r["curve"].get(m, [])] for r in group],
                 dtype=float,
             )
-            if ys.size == 0:
+            if ys.size == 0 or np.all(np.isnan(ys)):
                 continue
-            (line,) = ax.plot(steps, np.nanmean(ys, 0), label=label)
+            steps = np.array(group[0]["curve"]["step"])
+            keep = ~np.all(np.isnan(ys), axis=0)  # e.g. a split evaluated only at the end
+            (line,) = ax.plot(steps[keep], np.nanmean(ys[:, keep], 0), label=label, marker=".")
             ax.fill_between(
-                steps, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2, color=line.get_color()
+                steps[keep],
+                np.nanmin(ys[:, keep], 0),
+                np.nanmax(ys[:, keep], 0),
+                alpha=0.2,
+                color=line.get_color(),
             )
-    for ax, m in zip(axes[0], metrics, strict=True):
+    for ax, m in zip(axes, metrics, strict=True):
         ax.set_xlabel("step")
         ax.set_ylabel(m)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
-def sweep_figures(results: dict[str, Any], out_dir: str, task) -> list[str]:
-    """All standard figures of a results dict: a heatmap per heatmap metric, and curves."""
-    from dst_jax.sweep.results import best_per_estimator
+def code_grid(grid_LxCxD: np.ndarray, title: str) -> Figure:
+    """The (L, C) grid of decoded square images (white digits on black, a 2-pixel gap)."""
+    grid_LxCxD = np.asarray(grid_LxCxD, np.float32)
+    L, C, D = grid_LxCxD.shape
+    side = math.isqrt(D)
+    if side * side != D:
+        raise ValueError(f"images of {D} pixels are not square; cannot draw the code grid")
+    gap, cell = 2, side + 2
+    mosaic = np.ones((L * cell - gap, C * cell - gap), np.float32)
+    for l in range(L):
+        for c in range(C):
+            mosaic[l * cell : l * cell + side, c * cell : c * cell + side] = grid_LxCxD[
+                l, c
+            ].reshape(side, side)
+    fig = Figure(figsize=(0.64 * C + 1.3, 0.64 * L + 0.7))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, aspect="equal", interpolation="none")
+    ax.set_xticks([c * cell + side / 2 for c in range(C)], [str(c) for c in range(C)])
+    ax.set_yticks([l * cell + side / 2 for l in range(L)], [f"z{l + 1}" for l in range(L)])
+    ax.tick_params(length=0)
+    ax.set_xlabel("class of the varied latent (others at their most frequent code)")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    return fig
 
-    runs = results["runs"]
-    written = []
-    for m in task.heatmap_metrics:
-        p = plot_heatmap(
-            runs, m, task.metric_directions.get(m, "max"), os.path.join(out_dir, f"heatmap_{m}.png")
-        )
-        if p:
-            written.append(p)
-    best = best_per_estimator(
-        runs, task.headline_metric, task.metric_directions.get(task.headline_metric, "max"), ()
-    )
-    curve_metrics = ("train_loss", task.headline_metric)
-    p = plot_curves(runs, best, curve_metrics, os.path.join(out_dir, "curves.png"))
-    if p:
-        written.append(p)
-    return written
+
+def histograms(bars: dict[str, np.ndarray], names: tuple[str, ...], title: str, ylabel: str):
+    """Grouped bar chart: one bar series per label over the categories `names`, with the
+    uniform level dashed (e.g. the gate usage of the best config per estimator)."""
+    fig = Figure(figsize=(11, 6))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(bars), 1)
+    xs = np.arange(len(names))
+    for i, (label, hist) in enumerate(bars.items()):
+        ax.bar(xs + (i - (len(bars) - 1) / 2) * width, hist, width, label=label)
+    ax.axhline(1 / len(names), color="gray", ls="--", lw=0.8, label=f"uniform (1/{len(names)})")
+    ax.set_xticks(xs, names, rotation=45, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    # Below the axes: inside, the legend would hide bars.
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.32))
+    fig.tight_layout()
+    return fig

@@ -17,8 +17,8 @@ import types
 import typing
 
 from dst_jax import tasks
-from dst_jax.sweep.runner import run_sweep
-from experiments.cli import floats, names, positive_int
+from dst_jax.argtypes import floats, names, positive_int
+from dst_jax.runner import run_sweep
 
 
 def parser() -> argparse.ArgumentParser:

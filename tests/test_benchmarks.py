@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness (benchmarks/, issue 7): structure, not timings.
+"""Smoke tests of the benchmark harness (benchmarks/): structure, not timings.
 
 The --quick runs use the smallest settings (one grid size, 2 steps, 1 sequential config); they
 check that every comparison produces a row with positive throughput and that the JSON and the
@@ -37,6 +37,7 @@ def _check_ok_row(row, batch_size):
     assert 0 < row["floor_fraction"] and math.isfinite(row["floor_fraction"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sbn", "dlgn"])
 def test_quick_run_writes_table_and_json(task, tmp_path, capsys):
     path = tmp_path / "bench.json"

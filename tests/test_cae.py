@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
-from dst_jax.tasks import base, cae
+from dst_jax import estimators as E
+from dst_jax.sweep import SweepConfig, grid
+from dst_jax.tasks import cae
 
 TINY = cae.Config(encoder=(7,), latents=3, classes=4, decoder=(5,), beta=0.7, eval_batch_size=4)
 D = 16  # pixels of the tiny test images (a 4x4 "image")
@@ -107,18 +108,23 @@ def test_forward_terms_match_numpy():
     assert bce.shape == kl.shape == (6,) and z.shape == (6, 3, 4)
 
 
-def test_task_loss_matches_numpy(monkeypatch):
+def _argmin_estimator(key, logits, tau):
+    return _argmin_codes(key, logits)
+
+
+# A deterministic stand-in estimator (a test-local registry entry, never registered).
+ARGMIN = E.Estimator("argmin_codes", _argmin_estimator, _argmin_estimator)
+
+
+def test_task_loss_matches_numpy():
     """Task.loss = mean(bce + beta * kl) with the estimator's codes (made deterministic here)."""
     params, x = _tiny_problem()
     p = _np_params(params)
     codes = _np_encode(p, np.asarray(x, np.float64)).argmin(-1)  # what _argmin_codes picks
     bce_np, kl_np, _ = _np_terms(p, x, codes)
-    monkeypatch.setattr(
-        cae.estimator_lib, "get", lambda name: lambda k, lg, tf, tb: _argmin_codes(k, lg)
-    )
     task = cae.make_task(TINY)
     loss, aux = task.loss(
-        params, jax.random.PRNGKey(1), x, None, {}, "decoupled_st", jnp.float32(1), jnp.float32(1)
+        params, jax.random.PRNGKey(1), x, None, {}, ARGMIN, jnp.float32(1), jnp.float32(1)
     )
     np.testing.assert_allclose(loss, np.mean(bce_np + 0.7 * kl_np), rtol=1e-5)
     np.testing.assert_allclose(aux["bce"], bce_np.mean(), rtol=1e-5)
@@ -131,7 +137,7 @@ def test_bce_is_stable_for_large_logits():
     np.testing.assert_allclose(got, [200.0, 0.0, math.log(2), 0.0, 200.0], atol=1e-6)
 
 
-@pytest.mark.parametrize("estimator", base.ESTIMATOR_FAMILIES)
+@pytest.mark.parametrize("estimator", E.CATEGORICAL)
 def test_reconstruction_gradient_reaches_the_encoder(estimator):
     # beta = 0: any encoder gradient must come through the estimator's backward pass.
     task = cae.make_task(dataclasses.replace(TINY, beta=0.0))
@@ -139,7 +145,14 @@ def test_reconstruction_gradient_reaches_the_encoder(estimator):
     grads = jax.jit(
         jax.grad(
             lambda p: task.loss(
-                p, jax.random.PRNGKey(2), x, None, {}, estimator, jnp.float32(1.5), jnp.float32(0.5)
+                p,
+                jax.random.PRNGKey(2),
+                x,
+                None,
+                {},
+                E.REGISTRY[estimator],
+                jnp.float32(1.5),
+                jnp.float32(0.5),
             )[0]
         )
     )(params)
@@ -163,10 +176,10 @@ def test_evaluate_in_padded_slices_matches_whole_split():
         usage = np.stack([np.bincount(c, minlength=4) for c in codes_NxL.T]) / len(codes_NxL)
         return np.exp(-np.sum(np.where(usage > 0, usage * np.log(np.maximum(usage, 1e-30)), 0), -1))
 
-    np.testing.assert_allclose(got["val_bce"], bce_s.mean(), rtol=1e-5)
-    np.testing.assert_allclose(got["val_kl"], kl.mean(), rtol=1e-4)
-    np.testing.assert_allclose(got["val_loss"], (bce_s + 0.7 * kl).mean(), rtol=1e-5)
-    np.testing.assert_allclose(got["val_loss_det"], (bce_d + 0.7 * kl).mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["bce"], bce_s.mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["kl"], kl.mean(), rtol=1e-4)
+    np.testing.assert_allclose(got["loss"], (bce_s + 0.7 * kl).mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["loss_det"], (bce_d + 0.7 * kl).mean(), rtol=1e-5)
     ppl_s, ppl_d = perplexity(logits.argmin(-1)), perplexity(logits.argmax(-1))
     np.testing.assert_allclose(got["perplexity_latent"], ppl_s, rtol=1e-5)
     np.testing.assert_allclose(got["perplexity"], ppl_s.mean(), rtol=1e-5)
@@ -178,12 +191,12 @@ def test_evaluate_vmaps_over_temperatures():
     # Well separated logits, so that tau_f = 1e-3 samples the argmax.
     params["encoder"][-1]["w"] = 100 * params["encoder"][-1]["w"]
     task = cae.make_task(TINY)
-    data = {"test_x": x}
     taus = jnp.array([1e-3, 1.0, 1e3])
+    decoupled = E.REGISTRY["decoupled_st"]
     ev = jax.jit(
         jax.vmap(
             lambda tf: task.evaluate(
-                params, jax.random.PRNGKey(0), data, "decoupled_st", tf, jnp.float32(1)
+                params, jax.random.PRNGKey(0), x, None, {}, decoupled, tf, jnp.float32(1)
             )
         )
     )
@@ -194,7 +207,7 @@ def test_evaluate_vmaps_over_temperatures():
     assert np.all((ppl >= 1) & (ppl <= TINY.classes + 1e-5))
     # Argmax codes do not depend on the forward temperature; sampled codes do (tau 0.05 is
     # nearly argmax, tau 20 nearly uniform, so usage spreads).
-    np.testing.assert_allclose(m["val_loss_det"], m["val_loss_det"][0], rtol=1e-6)
+    np.testing.assert_allclose(m["loss_det"], m["loss_det"][0], rtol=1e-6)
     np.testing.assert_allclose(m["perplexity"][0], m["perplexity_det"][0], rtol=1e-5)
     assert ppl[2] > ppl[0]
 
@@ -226,20 +239,17 @@ def test_config_stores_widths_as_tuples():
     assert hash(config) == hash(cae.Config(encoder=(64, 32), decoder=(32,)))
 
 
-def test_unknown_estimator_is_refused():
-    params, x = _tiny_problem()
-    with pytest.raises(ValueError, match="sigmoid_ste"):
-        cae.make_task(TINY).loss(
-            params, jax.random.PRNGKey(0), x, None, {}, "sigmoid_ste", 1.0, 1.0
-        )
+def test_relaxation_is_refused():
+    with pytest.raises(ValueError, match="softmax_relaxation not available for the cae task"):
+        grid.expand(SweepConfig(estimators=("softmax_relaxation",)), cae.make_task(TINY))
 
 
 def test_task_contract():
     task = cae.make_task()
     assert task.name == "cae" and task.config == cae.Config()
     assert task.metric_directions[task.headline_metric] == "min"
-    assert all(m in task.metric_directions for m in task.heatmap_metrics)
-    assert set(task.estimators) == set(base.ESTIMATOR_FAMILIES)
+    assert all(m.removeprefix("test_") in task.metric_directions for m in task.heatmap_metrics)
+    assert grid.accepted_estimators(task) == E.REGISTRY.names(discrete=True)
     params = jax.eval_shape(
         task.init_params, jax.random.PRNGKey(0), {"train_x": jnp.zeros((2, 784))}
     )
@@ -281,32 +291,17 @@ def test_code_grid_holds_other_latents_at_their_mode():
             np.testing.assert_allclose(grid[l, c], want, rtol=1e-5, atol=1e-6)
 
 
-def test_figures_write_a_png_of_the_grid_size(tmp_path):
+def test_figure_arrays_hold_the_code_grid():
     config = cae.Config(encoder=(16,), latents=3, classes=5, decoder=(16,))
     task = cae.make_task(config)
     x = jax.random.uniform(jax.random.PRNGKey(0), (20, 784))
     params = _init(jax.random.PRNGKey(1), config, 784)
-    results = {
-        "runs": [
-            {
-                "estimator": "decoupled_st",
-                "tau_f": 2.0,
-                "tau_b": 0.5,
-                "seed": 0,
-                "final": {"val_loss": 123.4},
-            }
-        ]
-    }
-    paths = task.figures(str(tmp_path), results, {"decoupled_st": params}, {"test_x": x})
-    assert paths == [str(tmp_path / "codes_decoupled_st.png")]
-    with Image.open(paths[0]) as im:
-        assert im.format == "PNG"
-        assert im.size == cae.figure_size_px(3, 5) == (5 * 64 + 100, 3 * 64 + 100)
-        pixels = np.asarray(im.convert("L"))
-    assert pixels.std() > 10  # something was drawn
-    assert [p.name for p in tmp_path.iterdir()] == ["codes_decoupled_st.png"]  # no temp left
+    arrays = task.figure_arrays(params, {"test_x": x})
+    np.testing.assert_array_equal(arrays["code_grid"], cae.code_grid(params, x))
+    assert arrays["code_grid"].shape == (3, 5, 784)
 
 
+@pytest.mark.slow
 # -- a short real run -----------------------------------------------------------------------------
 def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
     from dst_jax.sweep.engine import train_runs
@@ -329,13 +324,20 @@ def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
     )
     # The untrained model's loss: about D log 2 = 543 nats per image for every init.
     start = jax.jit(
-        lambda key: task.evaluate(task.init_params(key, data), key, data, "decoupled_st", 1.0, 1.0)[
-            "val_loss"
-        ]
+        lambda key: task.evaluate(
+            task.init_params(key, data),
+            key,
+            data["test_x"],
+            data["test_y"],
+            data,
+            E.REGISTRY["decoupled_st"],
+            1.0,
+            1.0,
+        )["loss"]
     )(jax.random.PRNGKey(0))
     for run in out.runs:
-        final = run["final"]["val_loss"]
+        final = run["final"]["test_loss"]
         assert final < 0.6 * float(start), (run["estimator"], final, float(start))
-        curve = run["curve"]["val_loss"]
+        curve = run["curve"]["test_loss"]
         assert run["curve"]["step"] == [15, 30] and curve[-1] == final and curve[1] < curve[0]
-        assert 1.0 <= run["final"]["perplexity"] <= 8.0
+        assert 1.0 <= run["final"]["test_perplexity"] <= 8.0

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import TEST_XLA_FLAGS
 
+from dst_jax import estimators
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,6 +34,11 @@ def run_cli(*args: str, data_dir: str) -> subprocess.CompletedProcess:
     )
 
 
+def two_temperature() -> list[str]:
+    """Registered estimators with a (tau_f, tau_b) grid: each gets its own heatmaps."""
+    return [e.name for e in estimators.REGISTRY if e.n_temperatures == 2]
+
+
 @pytest.mark.slow
 def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
     out = tmp_path / "sbn"
@@ -48,7 +55,9 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
         assert r["curve"]["step"][-1] == 200
         # learning happened: well above the 10% of chance on Fashion-MNIST
         assert r["final"]["test_acc_det"] > 0.3, r
-    for name in ("heatmap_test_acc_stoch.png", "heatmap_test_acc_det.png", "curves.png"):
+    assert {"reinmax", "decoupled_reinmax", "gumbel_rao"} <= set(estimators)
+    figures = [f"heatmap_{e}_test_acc_{m}.png" for e in two_temperature() for m in ("stoch", "det")]
+    for name in (*figures, "curves.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Rerunning the same command finds the finished checkpoint and trains nothing more.
     again = run_cli("sbn", "--out", str(out), "--smoke", data_dir=shared_data_dir)
@@ -58,21 +67,13 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "task, dataset, figures",
+    "task, dataset, heatmaps, figures",
     [
-        (
-            "cae",
-            "mnist",
-            ("heatmap_val_loss.png", "heatmap_perplexity.png", "codes_decoupled_st.png"),
-        ),
-        (
-            "dlgn",
-            "cifar10-jpeg-q75",
-            ("heatmap_test_acc.png", "heatmap_gate_perplexity.png", "gate_hist.png"),
-        ),
+        ("cae", "mnist", ("test_loss", "test_perplexity"), ("codes_decoupled_st.png",)),
+        ("dlgn", "cifar10-jpeg-q75", ("test_acc", "gate_perplexity"), ("gate_hist.png",)),
     ],
 )
-def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, figures):
+def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, heatmaps, figures):
     out = tmp_path / task
     proc = run_cli(task, "--out", str(out), "--smoke", data_dir=shared_data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -80,7 +81,8 @@ def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, 
     assert res["task"] == task and res["dataset"] == dataset
     assert [r["estimator"] for r in res["runs"]].count("decoupled_st") == 4
     assert all(not r["diverged"] for r in res["runs"])
-    for name in (*figures, "curves.png"):
+    heatmaps = [f"heatmap_{e}_{m}.png" for e in two_temperature() for m in heatmaps]
+    for name in (*heatmaps, *figures, "curves.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 

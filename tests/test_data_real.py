@@ -94,6 +94,7 @@ def test_mnists(name):
         assert _digests(x, y) == PINS[name, split]
 
 
+@pytest.mark.slow
 def test_cifar10_jpeg_copy_decodes_once_then_reads_the_cache():
     assert data.variant("cifar10", ROOT) == "cifar10-jpeg-q75"
     start = time.monotonic()

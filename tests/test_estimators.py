@@ -17,9 +17,17 @@ from dst_jax import estimators as E
 CATEGORICAL = list(E.CATEGORICAL)
 BERNOULLI = list(E.BERNOULLI)
 NAMES = CATEGORICAL + BERNOULLI
-TWO_TEMPERATURES = ("decoupled_st", "decoupled_st_bernoulli")
+
+
+def entry(name):
+    return E.lookup(name)[0]
+
+
+TWO_TEMPERATURES = [n for n in NAMES if entry(n).n_temperatures == 2]
 # Forward at temperature 1 whatever tau.
-TAU_FREE_FORWARD = ("st_gumbel_softmax", "st_gumbel_sigmoid")
+TAU_FREE_FORWARD = [
+    n for n in NAMES if entry(n).name in ("st_gumbel_softmax", "reinmax", "gumbel_rao")
+]
 
 LOGITS_K = jnp.array([0.5, 0.2, -0.3, 0.0])  # one categorical over 4 classes
 LOGITS_A = jnp.array([-1.0, -0.2, 0.0, 0.4, 1.5])  # 5 Bernoulli units
@@ -308,7 +316,10 @@ def test_get_uniform_form_matches_the_functions():
     for name in NAMES:
         logits = logits_for(name, (2, 3))
         fn = getattr(E, name)
-        direct = fn(key, logits, 0.4, 2.5) if name in TWO_TEMPERATURES else fn(key, logits, 0.4)
+        if name in TWO_TEMPERATURES:
+            direct = fn(key, logits, 0.4, 2.5)
+        else:  # the uniform form reads tau from the first field it is written to
+            direct = fn(key, logits, {"tau_f": 0.4, "tau_b": 2.5}[entry(name).writes_tau_to[0]])
         np.testing.assert_array_equal(E.get(name)(key, logits, 0.4, 2.5), direct)
         assert E.get(name) is E.get(name)
     noisy = E.get("decoupled_st", backward_noise=True)
@@ -323,18 +334,184 @@ def test_get_uniform_form_matches_the_functions():
 def test_get_and_bernoulli_name_refuse_bad_names():
     with pytest.raises(ValueError, match="unknown estimator 'gumbel'"):
         E.get("gumbel")
-    with pytest.raises(ValueError, match="backward_noise applies to"):
+    with pytest.raises(ValueError, match="softmax_ste takes no option backward_noise"):
         E.get("softmax_ste", backward_noise=True)
     with pytest.raises(ValueError, match="unknown estimator"):
         E.bernoulli_name("softmax")
+    with pytest.raises(ValueError, match="form must be one of"):
+        E.get("reinmax", "binary")
 
 
 def test_bernoulli_name():
-    assert [E.bernoulli_name(f) for f in E.FAMILIES] == [
+    assert [E.bernoulli_name(f) for f in CATEGORICAL] == [
         "decoupled_st_bernoulli",
         "sigmoid_ste",
         "st_gumbel_sigmoid",
         "identity_ste_bernoulli",
+        "reinmax_bernoulli",
+        "decoupled_reinmax_bernoulli",
+        "gumbel_rao_bernoulli",
     ]
     assert [E.bernoulli_name(b) for b in BERNOULLI] == BERNOULLI
-    assert E.NAMES == tuple(NAMES) and len(set(E.NAMES)) == 8
+    assert E.NAMES == tuple(NAMES) and len(set(E.NAMES)) == 14
+
+
+# ----------------------------------------------------------------------------------------------
+# Temperature bounds and non-finite logits (the contract of the module docstring).
+
+
+@pytest.mark.parametrize("tau", [1e-38, 1e-7, 1e7, 1e39])
+def test_temperatures_outside_the_supported_range_are_refused(tau):
+    with pytest.raises(ValueError, match=r"^tau_b must be a number in \[1e-06, 1e\+06\]"):
+        E.decoupled_st(jax.random.key(0), LOGITS_K, 1.0, tau)
+    with pytest.raises(ValueError, match="^tau_f must"):
+        E.check_temperatures(tau_f=np.array([0.5, tau]))
+
+
+def test_float16_needs_a_larger_minimum_temperature():
+    a = jnp.array([0.0, 0.1], jnp.float16)
+    with pytest.raises(ValueError, match=r"tau_b must be a number in \[0.0001"):
+        E.decoupled_st_bernoulli(jax.random.key(0), a, 1.0, 1e-5)
+    # At the bound the surrogate slope 1/(4 tau) = 2500 is finite in float16.
+    g = jax.grad(lambda a: E.decoupled_st_bernoulli(jax.random.key(0), a, 1.0, 1e-4).sum())(a)
+    assert g.dtype == jnp.float16 and np.all(np.isfinite(np.asarray(g, np.float32)))
+    assert float(g[0]) == pytest.approx(2500.0, rel=1e-3)
+
+
+BAD_ROWS = jnp.array(
+    [
+        [1.0, -jnp.inf, 0.0, 2.0],  # a masked class
+        [jnp.inf, 0.0, jnp.inf, 1.0],  # two certain classes
+        [jnp.nan, 0.0, 0.0, 0.0],  # NaN: no distribution
+        [-jnp.inf] * 4,  # all masked: no distribution
+    ]
+)
+
+
+@pytest.mark.parametrize("name", E.REGISTRY.names())
+def test_non_finite_logits_contract(name):
+    fn = E.get(name)
+    w = jnp.arange(4.0)
+    keys = jax.random.split(jax.random.key(3), 200)
+    z = jax.vmap(lambda k: fn(k, BAD_ROWS, 0.5, 2.0))(keys)
+    grads = jax.vmap(jax.grad(lambda l, k: (fn(k, l, 0.5, 2.0) * w).sum()), (None, 0))(
+        BAD_ROWS, keys
+    )
+    # -inf masks its class: never chosen, zero gradient; the others' gradients are finite.
+    assert np.all(z[:, 0, 1] == 0) and np.all(np.isfinite(grads[:, 0]))
+    assert np.all(grads[:, 0, 1] == 0) or not entry(name).discrete or name == "identity_ste"
+    # +inf classes are certain (both occur), and the row gets no gradient.
+    assert np.all(z[:, 1, 1] == 0) and np.all(z[:, 1, 3] == 0)
+    if entry(name).discrete:
+        assert 0 < float(z[:, 1, 0].mean()) < 1
+    if name != "identity_ste":
+        np.testing.assert_array_equal(grads[:, 1], 0.0)
+    # NaN or an all -inf row: NaN out.
+    assert np.all(np.isnan(z[:, 2:]))
+
+
+@pytest.mark.parametrize("name", BERNOULLI)
+def test_bernoulli_non_finite_logits(name):
+    a = jnp.array([jnp.inf, -jnp.inf, jnp.nan, 0.5])
+    key = jax.random.key(1)
+    z = E.get(name)(key, a, 0.5, 2.0)
+    np.testing.assert_array_equal(z[:2], [1.0, 0.0])
+    assert np.isnan(z[2]) and z[3] in (0.0, 1.0)
+    g = jax.grad(lambda a: E.get(name)(key, a, 0.5, 2.0).sum())(a)
+    if entry(name).name != "identity_ste":
+        np.testing.assert_array_equal(g[:2], 0.0)
+    assert np.isfinite(g[3])
+
+
+# ----------------------------------------------------------------------------------------------
+# Gumbel-Rao's conditional draws.
+
+
+def test_conditional_gumbel_keeps_the_argmax_and_has_the_law_of_rejection_sampling():
+    """z = l + h given argmax(z) = m: argmax kept always, and the mean of z matches plain Gumbel
+    draws of l + g kept only when their argmax is m (rejection sampling), per class."""
+    l = jnp.array([0.8, 0.0, -0.5, 1.2])
+    n = 200_000
+    g = jax.random.gumbel(jax.random.key(0), (n, 4)) + l
+    for m in range(4):
+        kept = np.asarray(g[np.asarray(g.argmax(-1)) == m])
+        z = np.asarray(E.conditional_gumbel(jax.random.key(m + 1), l, jnp.array(m), 20_000))
+        assert np.all(z.argmax(-1) == m)
+        sem = np.sqrt(kept.var(0) / len(kept) + z.var(0) / len(z))
+        np.testing.assert_array_less(np.abs(z.mean(0) - kept.mean(0)), 5 * sem)
+        # Spread too: the conditional draws are not a point mass at the mean.
+        np.testing.assert_allclose(z.std(0), kept.std(0), rtol=0.05)
+
+
+def test_conditional_draws_stay_finite_over_millions_of_draws():
+    """The exponentials behind the conditional draws are never 0 (which gave z = inf and a NaN
+    gradient about once per 8 million float32 draws)."""
+    l = jnp.zeros((16_384, 4))
+    z = E.conditional_gumbel(jax.random.key(11), l, jnp.zeros(16_384, jnp.int32), 64)
+    assert bool(jnp.isfinite(z).all())
+
+
+def test_gumbel_rao_forward_is_st_gumbel_softmax():
+    logits = 2.0 * jax.random.normal(jax.random.key(5), (50, 6))
+    for seed in range(3):
+        key = jax.random.key(seed)
+        np.testing.assert_array_equal(
+            E.gumbel_rao(key, logits, 0.5), E.st_gumbel_softmax(key, logits, 0.5)
+        )
+
+
+def test_gumbel_rao_needs_a_static_positive_k():
+    with pytest.raises(ValueError, match="k >= 1"):
+        E.gumbel_rao(jax.random.key(0), LOGITS_K, 1.0, k=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry.
+
+
+def test_registry_lists_every_estimator_once_with_its_temperatures():
+    names = E.REGISTRY.names()
+    assert len(set(names)) == len(names) == 8
+    assert E.REGISTRY.names(discrete=False) == ("softmax_relaxation",)
+    temps = {e.name: e.n_temperatures for e in E.REGISTRY}
+    assert temps == {
+        "decoupled_st": 2,
+        "softmax_ste": 1,
+        "st_gumbel_softmax": 1,
+        "identity_ste": 1,
+        "reinmax": 1,
+        "decoupled_reinmax": 2,
+        "gumbel_rao": 1,
+        "softmax_relaxation": 0,
+    }
+    # Where a single temperature is recorded: both fields, or tau_b with the forward at 1.
+    assert E.REGISTRY["softmax_ste"].temperatures_of(0.3) == (0.3, 0.3)
+    assert E.REGISTRY["reinmax"].temperatures_of(0.3) == (1.0, 0.3)
+    assert E.REGISTRY["softmax_relaxation"].temperatures_of(0.3) == (1.0, 1.0)
+
+
+def test_a_scoped_registration_is_visible_then_gone():
+    def toy(key, logits, tau):
+        return E.softmax_ste(key, logits, tau)
+
+    def toy_bernoulli(key, a, tau):
+        return E.sigmoid_ste(key, a, tau)
+
+    spec = E.Estimator("toy", toy, toy_bernoulli, writes_tau_to=("tau_b",))
+    with E.REGISTRY.scoped(spec):
+        assert "toy" in E.REGISTRY and E.lookup("toy_bernoulli") == (spec, "bernoulli")
+        # The uniform form reads tau from tau_b, the field it is written to.
+        z = E.get("toy")(jax.random.key(0), LOGITS_K, 123.0, 0.01)
+        np.testing.assert_array_equal(z, E.argmax_one_hot(LOGITS_K))
+        with pytest.raises(ValueError, match="already registered"):
+            E.register(spec)
+    assert "toy" not in E.REGISTRY
+    with pytest.raises(ValueError, match="unknown estimator 'toy'"):
+        E.get("toy")
+
+
+def test_registry_refuses_inconsistent_entries():
+    with pytest.raises(ValueError, match="different temperatures"):
+        E.Estimator("bad", E.softmax_ste, E.decoupled_st_bernoulli)
+    with pytest.raises(ValueError, match="writes_tau_to"):
+        E.Estimator("bad", E.softmax_ste, E.sigmoid_ste, writes_tau_to=("tau",))

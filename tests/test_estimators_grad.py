@@ -35,27 +35,45 @@ def sigmoid_np(s):
     return 1.0 / (1.0 + np.exp(-s))
 
 
+def jacobian_at(p):
+    """J(p)[..., i, j] = p_i delta_ij - p_i p_j, the full K x K matrix."""
+    return np.einsum("...i,ij->...ij", p, np.eye(p.shape[-1])) - p[..., :, None] * p[..., None, :]
+
+
 def analytic(name, backward_noise, key, l, tau_f, tau_b):
-    """(forward value, full Jacobian dz/dl) from DESIGN.md, per example, built in numpy."""
-    if name in CATEGORICAL:
-        g = np.asarray(E._gumbel_noise(key, l.shape, jnp.float64))
-        tau = {"decoupled_st": tau_b}.get(name, tau_f)
-        forward = {"st_gumbel_softmax": l + g}.get(name, l / tau_f + g)
-        z = np.eye(l.shape[-1])[forward.argmax(-1)]
-        if name == "identity_ste":
-            return z, np.broadcast_to(np.eye(l.shape[-1]), l.shape + l.shape[-1:])
-        s = {"st_gumbel_softmax": (l + g) / tau}.get(name, l / tau + g * backward_noise)
-        p = softmax_np(s)
-        # J[..., i, j] = dz_i/dl_j = (p_i delta_ij - p_i p_j) / tau, the full K x K matrix.
-        J = np.einsum("...i,ij->...ij", p, np.eye(p.shape[-1])) - p[..., :, None] * p[..., None, :]
-        return z, J / tau
-    L = np.asarray(E._logistic_noise(key, l.shape, jnp.float64))
-    tau = {"decoupled_st_bernoulli": tau_b}.get(name, tau_f)
-    z = ({"st_gumbel_sigmoid": l + L}.get(name, l / tau_f + L) > 0).astype(np.float64)
-    if name == "identity_ste_bernoulli":
-        return z, np.ones_like(l)
-    s = {"st_gumbel_sigmoid": (l + L) / tau}.get(name, l / tau + L * backward_noise)
-    return z, sigmoid_np(s) * (1 - sigmoid_np(s)) / tau  # diagonal Jacobian
+    """(forward value, full matrix M of the VJP v -> v M) from DESIGN.md, built in numpy.
+
+    Single-temperature estimators get tau from the field the uniform form reads: tau_f for the
+    paper's three, tau_b for ReinMax and Gumbel-Rao. A Bernoulli form is the categorical one on
+    the logits (0, a): its value and its (1, 1) entry.
+    """
+    entry, form = E.lookup(name)
+    if form == "bernoulli":
+        z, M = analytic(entry.name, backward_noise, key, np.stack([0 * l, l], -1), tau_f, tau_b)
+        return z[..., 1], M[..., 1, 1]
+    name = entry.name
+    tau = tau_b if entry.n_temperatures == 1 and entry.writes_tau_to[0] == "tau_b" else tau_f
+    g = np.asarray(E._gumbel_noise(key, l.shape, jnp.float64))
+    at_one = name in ("st_gumbel_softmax", "reinmax", "gumbel_rao")
+    z = np.eye(l.shape[-1])[(l + g if at_one else l / tau_f + g).argmax(-1)]
+    if name == "identity_ste":
+        return z, np.broadcast_to(np.eye(l.shape[-1]), l.shape + l.shape[-1:])
+    if name == "decoupled_st":
+        return z, jacobian_at(softmax_np(l / tau_b + g * backward_noise)) / tau_b
+    if name == "softmax_ste":
+        return z, jacobian_at(softmax_np(l / tau)) / tau
+    if name == "st_gumbel_softmax":
+        return z, jacobian_at(softmax_np((l + g) / tau)) / tau
+    if name in ("reinmax", "decoupled_reinmax"):
+        t_f, t_b = (1.0, tau) if name == "reinmax" else (tau_f, tau_b)
+        pi0, pi1 = softmax_np(l / t_f), (softmax_np(l / t_b) + z) / 2
+        return z, (2 * jacobian_at(pi1) - 0.5 * jacobian_at(pi0)) / t_f
+    if name == "gumbel_rao":
+        # The conditional draws, rebuilt from the same derived key: the backward with them fixed.
+        index = jnp.asarray(z.argmax(-1))
+        z_k = np.asarray(E.conditional_gumbel(E._rao_key(key), jnp.asarray(l), index, 10))
+        return z, jacobian_at(softmax_np(z_k / tau)).mean(0) / tau
+    raise AssertionError(f"no analytic form for {name}")
 
 
 @pytest.mark.parametrize("name,backward_noise", CASES)
@@ -65,14 +83,14 @@ def test_vjp_matches_analytic_jacobian(x64, name, backward_noise):
     l = 1.5 * jax.random.normal(k1, shape, jnp.float64)
     v = jax.random.normal(k2, shape, jnp.float64)
     tau_f, tau_b = jnp.float64(0.7), jnp.float64(1.9)
-    fn = E.get(name, backward_noise=backward_noise)
+    fn = E.get(name, **({"backward_noise": True} if backward_noise else {}))
     z, vjp = jax.vjp(lambda l, tf, tb: fn(k3, l, tf, tb), l, tau_f, tau_b)
     ct_l, ct_tf, ct_tb = vjp(v)
 
     z_want, J = analytic(name, backward_noise, k3, np.asarray(l), 0.7, 1.9)
     np.testing.assert_array_equal(z, z_want)  # the backward used the forward's noise
     if name in CATEGORICAL:
-        want = np.einsum("...i,...ij->...j", np.asarray(v), J)  # v^T dz/dl
+        want = np.einsum("...i,...ij->...j", np.asarray(v), J)  # v^T M
     else:
         want = np.asarray(v) * J
     assert ct_l.dtype == jnp.float64
@@ -92,27 +110,33 @@ def value_and_grad(fn, key, logits, ct):
 
 
 @pytest.mark.parametrize("tau", [0.3, 2.0])
-def test_single_temperature_ste_is_decoupled_at_equal_temperatures(tau):
+def test_single_temperature_estimators_are_their_decoupled_forms(tau):
+    """softmax_ste(l, tau) == decoupled_st(l, tau, tau) and reinmax(l, tau) ==
+    decoupled_reinmax(l, 1, tau), value and gradient, exactly, in both forms."""
     key, k1 = jax.random.split(jax.random.key(1))
-    for single, decoupled in [
-        (E.softmax_ste, E.decoupled_st),
-        (E.sigmoid_ste, E.decoupled_st_bernoulli),
+    for single, decoupled, tau_f in [
+        (E.softmax_ste, E.decoupled_st, tau),
+        (E.sigmoid_ste, E.decoupled_st_bernoulli, tau),
+        (E.reinmax, E.decoupled_reinmax, 1.0),
+        (E.reinmax_bernoulli, E.decoupled_reinmax_bernoulli, 1.0),
     ]:
-        l = 2.0 * jax.random.normal(k1, (2, 3, 4) if single is E.softmax_ste else (2, 3))
+        categorical = E.lookup(single.__name__)[1] == "categorical"
+        l = 2.0 * jax.random.normal(k1, (2, 3, 4) if categorical else (2, 3))
         got = value_and_grad(lambda k, l, f=single: f(k, l, tau), key, l, l)
-        want = value_and_grad(lambda k, l, f=decoupled: f(k, l, tau, tau), key, l, l)
+        want = value_and_grad(lambda k, l, f=decoupled, t=tau_f: f(k, l, t, tau), key, l, l)
         chex.assert_trees_all_equal(got, want)
 
 
 @pytest.mark.parametrize(
-    "family,backward_noise", [(f, False) for f in E.FAMILIES] + [("decoupled_st", True)]
+    "family,backward_noise", [(f, False) for f in E.CATEGORICAL] + [("decoupled_st", True)]
 )
 def test_bernoulli_is_categorical_on_zero_and_a(x64, family, backward_noise):
     """With logits [0, a], softmax(./t)[1] = sigmoid(a/t). With the same key the Bernoulli noise
     L is the categorical's g1 - g0, so the samples coincide exactly (same law, a fortiori), and
     the gradient w.r.t. a for a cotangent w equals the categorical one for cotangent [0, w]."""
-    cat = E.get(family, backward_noise=backward_noise)
-    ber = E.get(E.bernoulli_name(family), backward_noise=backward_noise)
+    options = {"backward_noise": True} if backward_noise else {}
+    cat = E.get(family, **options)
+    ber = E.get(E.bernoulli_name(family), **options)
     k1, k2, key = jax.random.split(jax.random.key(2), 3)
     a = 1.5 * jax.random.normal(k1, (500,), jnp.float64)
     w = jax.random.normal(k2, a.shape, jnp.float64)
@@ -143,7 +167,7 @@ def setup_case(name, batch=(2, 3)):
 
 def loss_and_grad(name, backward_noise=False):
     """(key, logits, w, tau_f, tau_b) -> (sample, d sum(w * sample) / d logits)."""
-    fn = E.get(name, backward_noise=backward_noise)
+    fn = E.get(name, **({"backward_noise": True} if backward_noise else {}))
 
     def run(key, logits, w, tau_f, tau_b):
         z, vjp = jax.vjp(lambda l: fn(key, l, tau_f, tau_b), logits)
@@ -227,3 +251,33 @@ def test_checkpoint_gives_the_same_gradient(name):
     g_remat = jax.grad(jax.checkpoint(loss))(logits)
     chex.assert_trees_all_close(g_remat, g_plain, rtol=1e-6, atol=1e-7)
     assert np.any(np.asarray(g_plain) != 0)
+
+
+def test_relaxation_is_softmax_with_its_jacobian(x64):
+    l = jax.random.normal(jax.random.key(8), (3, 5), jnp.float64)
+    v = jax.random.normal(jax.random.key(9), (3, 5), jnp.float64)
+    z, vjp = jax.vjp(lambda l: E.softmax_relaxation(jax.random.key(0), l), l)
+    p = softmax_np(np.asarray(l))
+    np.testing.assert_allclose(z, p, rtol=1e-12)
+    want = np.einsum("...i,...ij->...j", np.asarray(v), jacobian_at(p))
+    assert rel_err(vjp(v)[0], want) < 1e-12
+    a = l[:, 0]
+    np.testing.assert_allclose(E.sigmoid_relaxation(None, a), sigmoid_np(np.asarray(a)), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_gumbel_rao_backward_is_less_noisy_than_st_gumbel_softmax():
+    """Rao-Blackwellisation: over keys, the spread of the gradient of a linear loss shrinks as k
+    grows (k = 1 is ST Gumbel-softmax's spread up to the draw), while its mean stays put."""
+    l = jnp.array([1.0, 0.0, -0.5, 0.3])
+    w = jnp.array([1.0, -2.0, 0.5, 3.0])
+    keys = jax.random.split(jax.random.key(10), 4000)
+
+    def grads(k):
+        g = jax.grad(lambda l, key: (E.gumbel_rao(key, l, 0.5, k=k) * w).sum())
+        return np.asarray(jax.vmap(g, (None, 0))(l, keys))
+
+    g1, g20 = grads(1), grads(20)
+    assert np.linalg.norm(g20.std(0)) < 0.6 * np.linalg.norm(g1.std(0))
+    sem = np.sqrt(g1.var(0) / len(keys))
+    np.testing.assert_array_less(np.abs(g20.mean(0) - g1.mean(0)), 5 * sem + 1e-6)

@@ -8,11 +8,12 @@ import jax
 import numpy as np
 import pytest
 
+from dst_jax import estimators
+from dst_jax.runner import run_sweep
 from dst_jax.sweep import grid
 from dst_jax.sweep.checkpoint import Checkpoint
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.engine import train_runs
-from dst_jax.sweep.runner import run_sweep
 from dst_jax.sweep.train import make_fns
 from dst_jax.tasks.sbn import Config, SBNTask
 
@@ -63,20 +64,26 @@ def task_and_data():
 
 
 def test_grid_expansion_counts_and_order():
-    runs = grid.expand(SWEEP, ("decoupled_st", "softmax_ste", "identity_ste"))
-    assert len(runs) == 2 * 2 * 2 + 2 * 2
+    sweep = dataclass_replace(SWEEP, estimators=("decoupled_st", "softmax_ste", "reinmax"))
+    runs = grid.expand(sweep, TASK)
+    assert len(runs) == 2 * 2 * 2 + 2 * 2 + 2 * 2
     assert runs[0] == grid.Run("decoupled_st", 0.5, 0.5, 0, 1e-3)
     assert all(r.tau_f == r.tau_b for r in runs if r.estimator == "softmax_ste")
-    with pytest.raises(ValueError, match="not available"):
-        grid.expand(SWEEP, ("softmax_ste",))
+    # ReinMax's temperature acts in the backward pass only: written to tau_b, tau_f = 1.
+    assert {(r.tau_f, r.tau_b) for r in runs if r.estimator == "reinmax"} == {(1, 0.5), (1, 2)}
+    # Every estimator the task accepts, by default: all sampling ones, no relaxation for sbn.
+    default = {r.estimator for r in grid.expand(dataclass_replace(SWEEP, estimators=None), TASK)}
+    assert default == set(estimators.REGISTRY.names(discrete=True))
+    with pytest.raises(ValueError, match="not available for the sbn task"):
+        grid.expand(dataclass_replace(SWEEP, estimators=("softmax_relaxation",)), TASK)
     with pytest.raises(ValueError, match="tau-f"):
-        grid.expand(SweepConfig(estimators=("decoupled_st",), tau_f=(0.0,)), ("decoupled_st",))
+        grid.expand(SweepConfig(estimators=("decoupled_st",), tau_f=(0.0,)), TASK)
 
 
 def test_grid_equals_single_runs(task_and_data):
     """Config i of a 2 x 2 x 2 (tau_f, tau_b, seed) grid = config i trained alone."""
     task, data = task_and_data
-    runs = grid.expand(dataclass_replace(SWEEP, estimators=("decoupled_st",)), task.estimators)
+    runs = grid.expand(dataclass_replace(SWEEP, estimators=("decoupled_st",)), task)
     one_device = jax.devices()[:1]
     together = train_runs(task, data, runs, steps=30, eval_every=15, devices=one_device)
     alone = [
@@ -91,7 +98,7 @@ def test_grid_equals_single_runs(task_and_data):
 def test_four_devices_equal_one_device(task_and_data):
     task, data = task_and_data
     assert jax.device_count() == 4, "conftest forces 4 host devices"
-    runs = grid.expand(SWEEP, task.estimators)
+    runs = grid.expand(SWEEP, task)
     one = train_runs(task, data, runs, steps=30, eval_every=15, devices=jax.devices()[:1])
     four = train_runs(task, data, runs, steps=30, eval_every=15, chunk_size=5)
     assert four.timing["decoupled_st"]["chunk_size"] == 8  # rounded up to a multiple of 4
@@ -121,7 +128,7 @@ def test_a_diverged_run_keeps_its_last_finite_parameters(task_and_data):
     """After a non-finite step the parameters are those of the last finite step, whatever the
     (unguarded) optimiser state does afterwards."""
     task, data = task_and_data
-    init, segment = make_fns(task, "decoupled_st")
+    init, segment = make_fns(task, estimators.REGISTRY["decoupled_st"])
     # Adam's first step moves every weight by ~lr = 1e37: finite weights, non-finite logits.
     hp = {
         "seed": np.int32(0),
@@ -161,9 +168,10 @@ def test_resume_mid_chunk_gives_identical_results(tmp_path):
         run_sweep(
             task, sweep, out, progress=False, callback=stop_mid_second_chunk, log=lambda *a: None
         )
-    ckpt = tmp_path / "resumed" / "checkpoint"
-    assert (ckpt / "chunk-decoupled_st-0000.json").exists()
-    assert (ckpt / "state-decoupled_st-0001.npz").exists()
+    (ckpt,) = (tmp_path / "resumed" / "checkpoint").iterdir()  # the sweep's fingerprint folder
+    assert (ckpt / "chunk-grid-decoupled_st-0000.json").exists()
+    assert (ckpt / "state-grid-decoupled_st-0001.json").exists()
+    assert (ckpt / "state-grid-decoupled_st-0001").is_dir()  # the orbax arrays
     assert not (tmp_path / "resumed" / "results.json").exists()
 
     segments_run = []
@@ -209,8 +217,8 @@ def test_results_file_format(tmp_path):
     assert len(r["curve"]["test_acc_stoch"]) == 2
     assert 0.0 <= r["final"]["test_acc_det"] <= 1.0
     for name in (
-        "heatmap_test_acc_stoch.png",
-        "heatmap_test_acc_det.png",
+        "heatmap_decoupled_st_test_acc_stoch.png",
+        "heatmap_decoupled_st_test_acc_det.png",
         "curves.png",
         "summary.md",
         "timing.json",
@@ -221,6 +229,7 @@ def test_results_file_format(tmp_path):
 
 def test_checkpoint_chunk_size_is_fixed_by_the_first_run(tmp_path):
     ck = Checkpoint(tmp_path)
+    ck.open({"task": "sbn", "runs": []})
     assert ck.chunk_size("decoupled_st", 8) == 8  # proposed, not recorded
     assert ck.chunk_size("decoupled_st", 16, fixed=True) == 16
     assert ck.chunk_size("decoupled_st", 8) == 16
@@ -234,13 +243,13 @@ def dataclass_replace(obj, **kw):
 
 def test_chunks_shrink_to_fit_device_memory(task_and_data, monkeypatch):
     """With almost no free memory the engine falls back to one config per device per chunk."""
-    from dst_jax.sweep import engine
+    from dst_jax.sweep import devices
 
     task, data = task_and_data
-    runs = grid.expand(dataclass_replace(SWEEP, estimators=("decoupled_st",)), task.estimators)
+    runs = grid.expand(dataclass_replace(SWEEP, estimators=("decoupled_st",)), task)
     roomy = train_runs(task, data, runs, steps=30, eval_every=15)
     assert roomy.timing["decoupled_st"]["n_chunks"] == 1
-    monkeypatch.setattr(engine, "_free_device_bytes", lambda device: 1)
+    monkeypatch.setattr(devices, "free_bytes", lambda device: 1)
     tight = train_runs(task, data, runs, steps=30, eval_every=15)
     assert tight.timing["decoupled_st"]["chunk_size"] == jax.device_count()
     assert tight.timing["decoupled_st"]["n_chunks"] == len(runs) // jax.device_count()

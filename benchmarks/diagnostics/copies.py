@@ -1,6 +1,6 @@
 """Bytes the compiled training loop copies per step, read off XLA's optimised program.
 
-    python -m benchmarks.copies [--tasks sbn,cae,dlgn] [--configs 1] [--quick]
+    python -m benchmarks.diagnostics.copies [--tasks sbn,cae,dlgn] [--configs 1] [--quick]
 
 A `copy` instruction outside a fusion is memory traffic that the model does not need: XLA adds
 one where a buffer cannot be updated in place (e.g. a loop-carried array still read after its
@@ -28,8 +28,9 @@ import numpy as np
 
 from benchmarks import segments
 from benchmarks.common import ESTIMATOR, make_setup
+from dst_jax import estimators
+from dst_jax.argtypes import positive_int
 from dst_jax.sweep.train import make_fns
-from experiments.cli import positive_int
 
 _BYTES = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2}
 _BYTES.update({"s16": 2, "u16": 2, "s8": 1, "u8": 1, "pred": 1})
@@ -101,7 +102,7 @@ def copied_bytes(hlo: str) -> dict[str, int]:
 def per_step(task_name: str, n_configs: int, steps: int, quick: bool) -> dict[str, float | str]:
     setup = make_setup(task_name, quick=quick)
     data = jax.device_put(setup.data)
-    init, segment = make_fns(setup.task, ESTIMATOR)
+    init, segment = make_fns(setup.task, estimators.REGISTRY[ESTIMATOR])
     _, hp = segments.hparams(setup, n_configs)
     state = jax.eval_shape(jax.vmap(init, in_axes=(0, None)), hp, data)
     program = jax.jit(
@@ -122,7 +123,7 @@ def per_step(task_name: str, n_configs: int, steps: int, quick: bool) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.copies",
+        prog="python -m benchmarks.diagnostics.copies",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,6 +1,6 @@
 """One compiled program per estimator, or one uniform program for all four? Measured.
 
-    python -m benchmarks.estimator_programs [--configs 64] [--steps 50]
+    python -m benchmarks.diagnostics.estimator_programs [--configs 64] [--steps 50]
 
 Trains `--configs` SBN configurations (784-200-200-10, batch 100, Adam), a quarter per estimator,
 for `--steps` steps (a `lax.scan`), two ways, in one process on the same device:
@@ -23,7 +23,7 @@ import optax
 
 from dst_jax import estimators
 
-FAMILIES = estimators.FAMILIES
+FAMILIES = estimators.CATEGORICAL
 
 
 def init(key):
@@ -95,7 +95,7 @@ def main() -> None:
     y = jax.random.randint(jax.random.PRNGKey(2), (2000,), 0, 10)
     keys = jax.random.split(jax.random.PRNGKey(0), a.configs)
     tau = jnp.full((a.configs,), 0.7)
-    bern = [estimators.get(estimators.bernoulli_name(f)) for f in FAMILIES]
+    bern = [estimators.get(f, "bernoulli") for f in FAMILIES]
 
     compile_sep = run_sep = 0.0
     for e, fn in enumerate(bern):

@@ -1,6 +1,6 @@
 """What does `vmap` cost one config? The engine's training step, jitted alone and vmapped over 1.
 
-    python -m benchmarks.vmap_overhead [--tasks sbn,cae,dlgn] [--repeats 5] [--quick]
+    python -m benchmarks.diagnostics.vmap_overhead [--tasks sbn,cae,dlgn] [--repeats 5] [--quick]
 
 The engine trains every config under `jit(vmap(segment))`, also a grid of one. This script times
 the same `segment` (dst_jax/sweep/train.py) compiled two ways, in one process on the default
@@ -17,15 +17,18 @@ import argparse
 import jax
 
 from benchmarks import segments
-from benchmarks.common import make_setup
+from benchmarks.common import ESTIMATOR, make_setup
+from dst_jax import estimators
+from dst_jax.argtypes import positive_int
 from dst_jax.sweep.train import make_fns
-from experiments.cli import positive_int
 
 
 def measure(task_name: str, repeats: int, quick: bool) -> dict[str, float | str]:
     setup = make_setup(task_name, quick=quick)
     data = jax.device_put(setup.data)
-    programs = segments.plain_and_vmapped(make_fns, setup.task, setup, data, 1)
+    programs = segments.plain_and_vmapped(
+        make_fns, setup.task, estimators.REGISTRY[ESTIMATOR], setup, data, 1
+    )
     ms = segments.ms_per_model_step(programs, data, segments.STEPS[task_name], repeats)
     return {
         "task": task_name,
@@ -37,7 +40,7 @@ def measure(task_name: str, repeats: int, quick: bool) -> dict[str, float | str]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks.vmap_overhead",
+        prog="python -m benchmarks.diagnostics.vmap_overhead",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -34,11 +34,15 @@ class _DiscreteST(nn.Module):
 
     def __post_init__(self) -> None:
         # Fail at construction on a bad estimator name or backward_noise combination.
-        estimators.get(self._resolved_name(), backward_noise=self.backward_noise)
+        estimators.get(self._resolved_name(), **self._options())
         super().__post_init__()
 
     def _resolved_name(self) -> str:
         raise NotImplementedError
+
+    def _options(self) -> dict:
+        # Options go to the estimator only when set, so estimators without them stay valid.
+        return {"backward_noise": True} if self.backward_noise else {}
 
     def _mode(self, logits: ArrayLike) -> jax.Array:
         raise NotImplementedError
@@ -67,7 +71,7 @@ class _DiscreteST(nn.Module):
             return self._mode(logits)
         if rng is None:
             rng = self.make_rng(self.rng_collection)
-        fn = estimators.get(self._resolved_name(), backward_noise=self.backward_noise)
+        fn = estimators.get(self._resolved_name(), **self._options())
         return fn(
             rng,
             logits,
@@ -80,22 +84,21 @@ class CategoricalST(_DiscreteST):
     """Categorical straight-through layer: logits `(..., K)` -> one-hot sample `(..., K)`.
 
     Attributes:
-      estimator: one of `dst_jax.estimators.CATEGORICAL` ("decoupled_st", "softmax_ste",
-        "st_gumbel_softmax", "identity_ste").
-      tau_f, tau_b: forward and backward temperatures (single-temperature estimators use tau_f).
+      estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "softmax_ste",
+        "st_gumbel_softmax", "identity_ste", "reinmax", "decoupled_reinmax", "gumbel_rao", ...).
+      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
+        field its registry entry names: tau_f for Softmax STE, tau_b for ReinMax).
       backward_noise: for "decoupled_st": the backward surrogate sees the forward's noise.
       deterministic: return `one_hot(argmax(logits))` instead of a sample.
       rng_collection: the rng stream the noise comes from, "sample" by default.
     """
 
     def _resolved_name(self) -> str:
-        if self.estimator not in estimators.CATEGORICAL:
-            hint = ""
-            if self.estimator in estimators.BERNOULLI:
-                hint = " (a Bernoulli estimator: use BernoulliST)"
+        _, form = estimators.lookup(self.estimator)
+        if form != "categorical":
             raise ValueError(
-                f"CategoricalST got estimator {self.estimator!r}{hint}; "
-                f"expected one of {estimators.CATEGORICAL}."
+                f"CategoricalST got estimator {self.estimator!r} (a Bernoulli estimator: use "
+                f"BernoulliST); expected one of {estimators.REGISTRY.names()}."
             )
         return self.estimator
 
@@ -107,10 +110,11 @@ class BernoulliST(_DiscreteST):
     """Bernoulli straight-through layer: logits of any shape -> {0, 1} sample of that shape.
 
     Attributes:
-      estimator: a family name ("decoupled_st", "softmax_ste", "st_gumbel_softmax",
-        "identity_ste"), mapped to its Bernoulli estimator by `estimators.bernoulli_name`, or a
-        Bernoulli name ("decoupled_st_bernoulli", "sigmoid_ste", ...).
-      tau_f, tau_b: forward and backward temperatures (single-temperature estimators use tau_f).
+      estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "reinmax", ...),
+        whose Bernoulli form is used, or a Bernoulli function's name ("decoupled_st_bernoulli",
+        "sigmoid_ste", ...).
+      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
+        field its registry entry names: tau_f for Sigmoid STE, tau_b for ReinMax).
       backward_noise: for the decoupled estimator: the backward surrogate sees the forward's noise.
       deterministic: return `1[logits > 0]` instead of a sample.
       rng_collection: the rng stream the noise comes from, "sample" by default.

@@ -46,7 +46,7 @@ class _DiscreteST(nnx.Module):
         # The resolved name: BernoulliST("decoupled_st").estimator == "decoupled_st_bernoulli".
         self.estimator = self._resolve_name(estimator)
         self.backward_noise = bool(backward_noise)
-        estimators.get(self.estimator, backward_noise=self.backward_noise)  # validates the pair
+        estimators.get(self.estimator, **self._options())  # validates the pair
         self.tau_f = float(tau_f)
         self.tau_b = float(tau_b)
         estimators.check_temperatures(tau_f=self.tau_f, tau_b=self.tau_b)
@@ -64,6 +64,10 @@ class _DiscreteST(nnx.Module):
     @staticmethod
     def _resolve_name(estimator: str) -> str:
         raise NotImplementedError
+
+    def _options(self) -> dict:
+        # Options go to the estimator only when set, so estimators without them stay valid.
+        return {"backward_noise": True} if self.backward_noise else {}
 
     @staticmethod
     def _mode(logits: ArrayLike) -> jax.Array:
@@ -109,7 +113,7 @@ class _DiscreteST(nnx.Module):
                 f"{type(self).__name__} needs randomness when not deterministic: pass "
                 "rngs=nnx.Rngs(sample=...) to the constructor, or rngs=<key> to the call."
             )
-        fn = estimators.get(self.estimator, backward_noise=self.backward_noise)
+        fn = estimators.get(self.estimator, **self._options())
         return fn(
             key,
             logits,
@@ -122,9 +126,10 @@ class CategoricalST(_DiscreteST):
     """Categorical straight-through layer: logits `(..., K)` -> one-hot sample `(..., K)`.
 
     Args:
-      estimator: one of `dst_jax.estimators.CATEGORICAL` ("decoupled_st", "softmax_ste",
-        "st_gumbel_softmax", "identity_ste").
-      tau_f, tau_b: forward and backward temperatures (single-temperature estimators use tau_f).
+      estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "softmax_ste",
+        "st_gumbel_softmax", "identity_ste", "reinmax", "decoupled_reinmax", "gumbel_rao", ...).
+      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
+        field its registry entry names: tau_f for Softmax STE, tau_b for ReinMax).
       backward_noise: for "decoupled_st": the backward surrogate sees the forward's noise.
       deterministic: return `one_hot(argmax(logits))` instead of a sample.
       rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
@@ -133,13 +138,11 @@ class CategoricalST(_DiscreteST):
 
     @staticmethod
     def _resolve_name(estimator: str) -> str:
-        if estimator not in estimators.CATEGORICAL:
-            hint = ""
-            if estimator in estimators.BERNOULLI:
-                hint = " (a Bernoulli estimator: use BernoulliST)"
+        _, form = estimators.lookup(estimator)
+        if form != "categorical":
             raise ValueError(
-                f"CategoricalST got estimator {estimator!r}{hint}; "
-                f"expected one of {estimators.CATEGORICAL}."
+                f"CategoricalST got estimator {estimator!r} (a Bernoulli estimator: use "
+                f"BernoulliST); expected one of {estimators.REGISTRY.names()}."
             )
         return estimator
 
@@ -152,10 +155,11 @@ class BernoulliST(_DiscreteST):
     """Bernoulli straight-through layer: logits of any shape -> {0, 1} sample of that shape.
 
     Args:
-      estimator: a family name ("decoupled_st", "softmax_ste", "st_gumbel_softmax",
-        "identity_ste"), mapped to its Bernoulli estimator by `estimators.bernoulli_name`, or a
-        Bernoulli name ("decoupled_st_bernoulli", "sigmoid_ste", ...).
-      tau_f, tau_b: forward and backward temperatures (single-temperature estimators use tau_f).
+      estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "reinmax", ...),
+        whose Bernoulli form is used, or a Bernoulli function's name ("decoupled_st_bernoulli",
+        "sigmoid_ste", ...).
+      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
+        field its registry entry names: tau_f for Sigmoid STE, tau_b for ReinMax).
       backward_noise: for the decoupled estimator: the backward surrogate sees the forward's noise.
       deterministic: return `1[logits > 0]` instead of a sample.
       rng_collection: the `Rngs` stream the noise comes from, "sample" by default.

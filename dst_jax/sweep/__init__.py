@@ -1,14 +1,17 @@
 """The sweep engine: one compiled, vmapped program trains a whole grid of configurations.
 
 - `SweepConfig` (config.py): the grid axes and training length;
-- `Run`, `expand` (grid.py): the runs of a sweep;
+- `Run`, `expand` (grid.py): the runs of a sweep, from the estimator registry;
 - `train_runs` (engine.py): train runs in memory as vmapped, sharded, checkpointed chunks;
-- `run_sweep` (runner.py): a whole sweep from configs to results files and figures.
+- `results.py`, `stats.py`: run records, the table of configs over seeds, the rule that picks
+  the best config, intervals and paired comparisons.
+
+Writing a sweep's files and figures is `dst_jax.runner.run_sweep`; nothing here imports a
+plotting library.
 """
 
 from dst_jax.sweep.config import DEFAULT_TAUS, SweepConfig
 from dst_jax.sweep.engine import SweepOutput, train_runs
 from dst_jax.sweep.grid import Run, expand
-from dst_jax.sweep.runner import run_sweep
 
-__all__ = ["DEFAULT_TAUS", "Run", "SweepConfig", "SweepOutput", "expand", "run_sweep", "train_runs"]
+__all__ = ["DEFAULT_TAUS", "Run", "SweepConfig", "SweepOutput", "expand", "train_runs"]

@@ -1,13 +1,18 @@
-"""Resumable sweep state on disk, every file written atomically.
+"""Resumable sweep state on disk: every file written atomically, every file tied to one sweep.
 
-Layout of `<out>/checkpoint/`:
-- `manifest.json`: the sweep's fingerprint (task, config, runs, steps). A rerun with a different
-  sweep refuses to resume instead of mixing results.
+Layout of `<out>/checkpoint/<fingerprint>/`, the fingerprint being a hash of the sweep's
+manifest (task, config, runs, steps), so that no file of another sweep is ever read:
+- `manifest.json`: the manifest itself.
 - `chunk_sizes.json`: configs per chunk for each estimator, fixed by the first run.
-- `chunk-<estimator>-<k>.json`: results of a finished chunk (its real runs only).
-- `state-<estimator>-<k>.npz`: mid-chunk training state (leaves of the vmapped TrainState), the
-  next segment to run and the curves so far. Deleted when the chunk finishes.
-- `best-<estimator>.npz`: parameters of that estimator's best single run so far and its score.
+- `timing.json`: compile and train seconds of each finished chunk, and wall seconds of each
+  invocation, so records stay true across interruptions.
+- `chunk-<tag>-<estimator>-<k>.json` and `.npz`: results of a finished chunk (its real runs
+  only) and its runs' figure arrays.
+- `state-<tag>-<estimator>-<k>/`: mid-chunk training state, written by orbax (each process
+  writes its own shards), and `state-<...>.json` beside it: the next segment to run and the
+  curves so far, written after the arrays. Both are deleted when the chunk finishes.
+
+`tag` names a group of runs trained together (the grid, or a refinement round).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +31,68 @@ import numpy as np
 from dst_jax.io import atomic_open, atomic_write_json
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged or belongs to something else; the message says what to do."""
+
+
+def fingerprint(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f"{path} is damaged ({e}); delete it and rerun the same command to redo its part "
+            "of the sweep"
+        ) from None
+
+
 class Checkpoint:
     """Multi-host: every process reads the same folder (a shared file system), so all of them
-    skip the same finished chunks; only process 0 writes."""
+    skip the same finished chunks; process 0 writes the JSON files, every process its shards
+    of the array state."""
 
     def __init__(self, out_dir: str | os.PathLike):
-        self.dir = Path(out_dir) / "checkpoint"
+        self.root = Path(out_dir) / "checkpoint"
+        self.dir = self.root  # set by `open`
         self.writer = jax.process_index() == 0
 
     # -- manifest ----------------------------------------------------------------------------
-    def open(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Start or resume the sweep described by `manifest` (JSON-able)."""
-        path = self.dir / "manifest.json"
-        fingerprint = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-        if path.exists():
-            stored = json.loads(path.read_text())
-            if stored.get("fingerprint") != fingerprint:
-                raise ValueError(
-                    f"{self.dir} holds the checkpoint of a different sweep (other task, grid, "
-                    "steps or data). Use a new --out folder, or delete that folder to start over."
-                )
-            return stored
-        stored = {**manifest, "fingerprint": fingerprint}
-        if self.writer:
-            atomic_write_json(path, stored)
-        return stored
+    def open(self, manifest: dict[str, Any]) -> None:
+        """Start or resume the sweep described by `manifest` (JSON-able).
 
+        Raises:
+          CheckpointError: if the folder holds the checkpoint of a different sweep.
+        """
+        fp = fingerprint(manifest)
+        self.dir = self.root / fp
+        others = [
+            p.name for p in self.root.glob("*") if p.is_dir() and p.name != fp and p.name[:1] != "."
+        ]
+        if others:
+            raise CheckpointError(
+                f"{self.root} holds the checkpoint of a different sweep (other task, grid, steps "
+                "or data). Use a new --out folder, or delete that folder to start over."
+            )
+        if self.writer:
+            atomic_write_json(self.dir / "manifest.json", manifest)
+
+    def _json(self, name: str, default: Any) -> Any:
+        path = self.dir / name
+        return _read_json(path) if path.exists() else default
+
+    # -- chunk sizes -------------------------------------------------------------------------
     def _sizes(self) -> dict[str, int]:
-        path = self.dir / "chunk_sizes.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        sizes = self._json("chunk_sizes.json", {})
+        bad = {k: v for k, v in sizes.items() if not (isinstance(v, int) and v >= 1)}
+        if not isinstance(sizes, dict) or bad:
+            raise CheckpointError(
+                f"{self.dir / 'chunk_sizes.json'} holds invalid chunk sizes {bad or sizes}; "
+                "delete the file (the sweep then sizes its remaining chunks again)"
+            )
+        return sizes
 
     def has_chunk_size(self, estimator: str) -> bool:
         return estimator in self._sizes()
@@ -74,66 +114,108 @@ class Checkpoint:
         if self.writer:
             atomic_write_json(self.dir / "chunk_sizes.json", sizes)
 
+    # -- timing across invocations -----------------------------------------------------------
+    def timing(self) -> dict[str, Any]:
+        return self._json("timing.json", {"chunks": {}, "invocations_wall_s": []})
+
+    def add_timing(self, chunk: str | None = None, seconds: dict | None = None, wall_s=None):
+        t = self.timing()
+        if chunk is not None:
+            t["chunks"][chunk] = seconds
+        if wall_s is not None:
+            t["invocations_wall_s"].append(round(wall_s, 2))
+        if self.writer:
+            atomic_write_json(self.dir / "timing.json", t)
+
     # -- finished chunks ---------------------------------------------------------------------
-    def _chunk_path(self, estimator: str, k: int) -> Path:
-        return self.dir / f"chunk-{estimator}-{k:04d}.json"
+    def _name(self, tag: str, estimator: str, k: int) -> str:
+        return f"{tag}-{estimator}-{k:04d}"
 
-    def load_chunk(self, estimator: str, k: int) -> list[dict] | None:
-        path = self._chunk_path(estimator, k)
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def save_chunk(self, estimator: str, k: int, runs: list[dict]) -> None:
-        if not self.writer:
-            return
-        atomic_write_json(self._chunk_path(estimator, k), runs)
-        self._state_path(estimator, k).unlink(missing_ok=True)
-
-    # -- mid-chunk state ---------------------------------------------------------------------
-    def _state_path(self, estimator: str, k: int) -> Path:
-        return self.dir / f"state-{estimator}-{k:04d}.npz"
-
-    def save_state(self, estimator: str, k: int, state_leaves, meta: dict[str, Any]) -> None:
-        if not self.writer:
-            return
-        arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(state_leaves)}
-        with atomic_open(self._state_path(estimator, k), "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
-
-    def load_state(self, estimator: str, k: int, like_leaves) -> tuple[list, dict] | None:
-        """Leaves saved for this chunk, checked against the shapes of `like_leaves`."""
-        path = self._state_path(estimator, k)
+    def load_chunk(self, tag: str, estimator: str, k: int, n_runs: int):
+        """(run records, figure arrays) of a finished chunk, or None if it has not finished."""
+        name = self._name(tag, estimator, k)
+        path = self.dir / f"chunk-{name}.json"
         if not path.exists():
             return None
-        with np.load(path) as z:
-            meta = json.loads(str(z["__meta__"]))
-            leaves = [z[f"leaf_{i:05d}"] for i in range(len(like_leaves))]
-        for got, want in zip(leaves, like_leaves, strict=True):
-            if got.shape != want.shape or got.dtype != want.dtype:
-                raise ValueError(
-                    f"checkpoint {path} does not match this sweep's state "
-                    f"({got.shape} {got.dtype} vs {want.shape} {want.dtype}); delete it to restart"
-                )
-        return leaves, meta
+        records = _read_json(path)
+        if not isinstance(records, list) or len(records) != n_runs:
+            raise CheckpointError(
+                f"{path} should hold {n_runs} runs but holds "
+                f"{len(records) if isinstance(records, list) else 'no list of'} runs; delete it "
+                "and rerun the same command to train that chunk again"
+            )
+        figures = {}
+        npz = self.dir / f"chunk-{name}.npz"
+        if npz.exists():
+            try:
+                with np.load(npz, allow_pickle=False) as z:
+                    figures = {key: z[key] for key in z.files}
+            except (OSError, ValueError) as e:
+                raise CheckpointError(
+                    f"{npz} is damaged ({e}); delete it and the .json beside it, then rerun"
+                ) from None
+        return records, figures
 
-    # -- best parameters per estimator -------------------------------------------------------
-    def _best_path(self, estimator: str) -> Path:
-        return self.dir / f"best-{estimator}.npz"
+    def save_chunk(self, tag: str, estimator: str, k: int, records: list, figures: dict) -> None:
+        name = self._name(tag, estimator, k)
+        if self.writer:
+            if figures:
+                with atomic_open(self.dir / f"chunk-{name}.npz", "wb") as f:
+                    np.savez(f, **figures)
+            atomic_write_json(self.dir / f"chunk-{name}.json", records)
+        self._delete_state(name)
 
-    def save_best(self, estimator: str, params, score: float, run: dict) -> None:
-        if not self.writer:
-            return
-        leaves, _ = jax.tree.flatten(params)
-        arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-        meta = {"score": score, "run": run}
-        with atomic_open(self._best_path(estimator), "wb") as f:
-            np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+    # -- mid-chunk state (orbax) -------------------------------------------------------------
+    def _state_dir(self, name: str) -> Path:
+        return self.dir / f"state-{name}"
 
-    def load_best(self, estimator: str, like_params) -> tuple[Any, float, dict] | None:
-        path = self._best_path(estimator)
-        if not path.exists():
+    def save_state(self, tag: str, estimator: str, k: int, state, meta: dict[str, Any]) -> None:
+        """Saves the vmapped train state (sharded arrays: each process writes its shards) and
+        then `meta`; the arrays of the previous save are replaced only once the new ones are
+        complete."""
+        import orbax.checkpoint as ocp
+
+        name = self._name(tag, estimator, k)
+        target = self._state_dir(name)
+        step = int(meta["next_segment"])
+        path = target / f"segment-{step:05d}"
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(path.absolute(), state, force=True)
+        checkpointer.wait_until_finished()
+        if self.writer:
+            atomic_write_json(self.dir / f"state-{name}.json", {**meta, "arrays": path.name})
+            for old in target.glob("segment-*"):
+                if old.name != path.name:
+                    shutil.rmtree(old, ignore_errors=True)
+
+    def load_state(self, tag: str, estimator: str, k: int, like) -> tuple[Any, dict] | None:
+        """(state, meta) saved for this chunk, restored with the shardings of `like` (a pytree
+        of arrays or ShapeDtypeStructs); None if there is none, or if it is damaged (the chunk
+        then restarts, with a warning)."""
+        import orbax.checkpoint as ocp
+
+        name = self._name(tag, estimator, k)
+        meta_path = self.dir / f"state-{name}.json"
+        if not meta_path.exists():
             return None
-        leaves_like, treedef = jax.tree.flatten(like_params)
-        with np.load(path) as z:
-            meta = json.loads(str(z["__meta__"]))
-            leaves = [z[f"leaf_{i:05d}"] for i in range(len(leaves_like))]
-        return jax.tree.unflatten(treedef, leaves), meta["score"], meta["run"]
+        try:
+            meta = _read_json(meta_path)
+            abstract = jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like
+            )
+            path = (self._state_dir(name) / meta["arrays"]).absolute()
+            state = ocp.StandardCheckpointer().restore(path, abstract)
+        except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many kinds)
+            warnings.warn(
+                f"the saved mid-chunk state of chunk {name} in {self.dir} cannot be read "
+                f"({type(e).__name__}: {str(e)[:200]}); that chunk restarts from its first step",
+                stacklevel=2,
+            )
+            self._delete_state(name)
+            return None
+        return state, meta
+
+    def _delete_state(self, name: str) -> None:
+        if self.writer:
+            (self.dir / f"state-{name}.json").unlink(missing_ok=True)
+            shutil.rmtree(self._state_dir(name), ignore_errors=True)

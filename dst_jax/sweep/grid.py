@@ -1,4 +1,9 @@
-"""The grid: which runs a sweep trains, and how they are cut into equal-sized chunks."""
+"""The grid: which runs a sweep trains, and how they are cut into equal-sized chunks.
+
+The estimator registry (`dst_jax.estimators.REGISTRY`) decides each estimator's axes: a 2-D
+(tau_f, tau_b) grid for estimators that read both temperatures, one axis for single-temperature
+estimators, a single point for untempered ones.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import math
 
 import numpy as np
 
-from dst_jax.sweep.config import PAIRED_ESTIMATOR, SweepConfig
+from dst_jax import estimators as estimator_lib
+from dst_jax.sweep.config import SweepConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,13 +28,30 @@ class Run:
     lr: float
 
 
-def expand(sweep: SweepConfig, task_estimators, untempered=()) -> list[Run]:
+def accepted_estimators(task) -> tuple[str, ...]:
+    """Registered estimators `task` can train: every sampling one, and relaxations if the task
+    accepts them."""
+    return tuple(e.name for e in estimator_lib.REGISTRY if e.discrete or task.accepts_relaxation)
+
+
+def temperature_pairs(entry: estimator_lib.Estimator, sweep: SweepConfig) -> list[tuple]:
+    """The (tau_f, tau_b) cells of one estimator, from its registry entry."""
+    if entry.n_temperatures == 2:
+        return list(itertools.product(sweep.tau_f, sweep.tau_b))
+    if entry.n_temperatures == 1:
+        return list(dict.fromkeys(entry.temperatures_of(t) for t in sweep.tau_f))
+    return [(1.0, 1.0)]
+
+
+def expand(sweep: SweepConfig, task) -> list[Run]:
     """All runs of a sweep, grouped by estimator, in a fixed order (resume relies on it)."""
-    unknown = [e for e in sweep.estimators if e not in task_estimators]
+    accepted = accepted_estimators(task)
+    names = sweep.estimators if sweep.estimators is not None else accepted
+    unknown = [e for e in names if e not in accepted]
     if unknown:
         raise ValueError(
-            f"estimator(s) {', '.join(unknown)} not available for this task; "
-            f"choose from {', '.join(task_estimators)}"
+            f"estimator(s) {', '.join(unknown)} not available for the {task.name} task; "
+            f"choose from {', '.join(accepted)}"
         )
     for name, values in (("tau_f", sweep.tau_f), ("tau_b", sweep.tau_b), ("lr", sweep.lrs)):
         bad = [v for v in values if not (math.isfinite(v) and v > 0)]
@@ -38,18 +61,13 @@ def expand(sweep: SweepConfig, task_estimators, untempered=()) -> list[Run]:
             )
     if sweep.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {sweep.seeds}")
+    estimator_lib.check_temperatures(tau_f=np.array(sweep.tau_f), tau_b=np.array(sweep.tau_b))
 
     runs = []
-    seeds = range(sweep.seeds)
-    for est in sweep.estimators:
-        if est == PAIRED_ESTIMATOR:
-            pairs = list(itertools.product(sweep.tau_f, sweep.tau_b))
-        elif est in untempered:
-            pairs = [(1.0, 1.0)]
-        else:
-            pairs = [(t, t) for t in sweep.tau_f]
-        for (tf, tb), lr, seed in itertools.product(pairs, sweep.lrs, seeds):
-            runs.append(Run(est, float(tf), float(tb), int(seed), float(lr)))
+    for name in names:
+        pairs = temperature_pairs(estimator_lib.REGISTRY[name], sweep)
+        for (tf, tb), lr, seed in itertools.product(pairs, sweep.lrs, range(sweep.seeds)):
+            runs.append(Run(name, float(tf), float(tb), int(seed), float(lr)))
     return runs
 
 

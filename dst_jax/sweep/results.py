@@ -1,36 +1,92 @@
-"""Summaries of a sweep's runs: best configuration per estimator, mean and std over seeds."""
+"""A sweep's runs as data: run records, the table of configs over seeds, and the one rule that
+picks the best config.
+
+The rule, used by every summary, table, figure and refinement step: a config is a set of
+hyperparameters (`CONFIG_KEYS`) over its seeds; its score is the mean over its finite seeds of
+the selection metric; the best config of an estimator has the best score in the metric's
+direction (larger for "max", smaller for "min"). NaN scores never win.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-CONFIG_KEYS = ("estimator", "tau_f", "tau_b", "lr")
+from dst_jax.sweep import stats
+from dst_jax.sweep.grid import Run
+
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "seed")
 
 
-def _stats(values: list[float | None]) -> tuple[float, float, int]:
-    """Mean, std (ddof=0) and count of the finite values; (nan, nan, 0) if none."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, 0
-    return float(np.mean(finite)), float(np.std(finite)), len(finite)
+def json_number(x) -> float | int | bool | None:
+    """A JSON value for a numpy/python scalar; non-finite floats become null."""
+    x = x.item() if hasattr(x, "item") else x
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    return float(x) if math.isfinite(x) else None
+
+
+def json_value(a) -> Any:
+    a = np.asarray(a)
+    if a.ndim == 0:
+        return json_number(a)
+    return [json_value(v) for v in a]
+
+
+def run_records(
+    runs: Sequence[Run],
+    curves: Sequence[dict[str, Any]],
+    diverged: np.ndarray,
+    diverged_step: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The results.json record of each run of a chunk.
+
+    `curves` holds one dict per evaluation: {"step": int, metric: per-config values (JSON
+    lists)}. A run's `final` holds every metric at the last evaluation (non-scalar ones as
+    lists); its `curve` the scalar metrics over evaluations.
+    """
+    records = []
+    for i, run in enumerate(runs):
+        final = {name: v[i] for name, v in curves[-1].items() if name != "step"}
+        scalar = [n for n, v in final.items() if not isinstance(v, list)]
+        curve = {"step": [c["step"] for c in curves]}
+        curve.update({n: [c[n][i] for c in curves] for n in scalar})
+        records.append(
+            {
+                **dataclasses.asdict(run),
+                "diverged": bool(diverged[i]),
+                "diverged_step": int(diverged_step[i]) if diverged[i] else None,
+                "final": final,
+                "curve": curve,
+            }
+        )
+    return records
+
+
+def config_key(run: dict[str, Any]) -> tuple:
+    return tuple(run[k] for k in CONFIG_KEYS)
 
 
 def group_by_config(runs: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
-    """Runs grouped by (estimator, tau_f, tau_b, lr): one group holds the seeds of a config."""
+    """Runs grouped by config (`CONFIG_KEYS`): one group holds the seeds of a config."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
-        groups[tuple(r[k] for k in CONFIG_KEYS)].append(r)
+        groups[config_key(r)].append(r)
     return dict(groups)
 
 
-def config_table(runs: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[dict[str, Any]]:
-    """One row per config: its keys, seeds, diverged count, and mean/std of each final metric.
+def config_table(runs: list[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per config: its keys, seeds, diverged count, and for each final metric its
+    summary over seeds (`<m>_mean`, `<m>_std` with ddof = 1, `<m>_ci` the 95% half-width).
 
-    A config with a diverged seed keeps its row; its mean is over the finite seeds and
+    A config with a diverged seed keeps its row; its statistics are over the finite seeds and
     `n_diverged` says how many were lost.
     """
     rows = []
@@ -38,50 +94,117 @@ def config_table(runs: list[dict[str, Any]], metrics: tuple[str, ...]) -> list[d
         row: dict[str, Any] = dict(zip(CONFIG_KEYS, key, strict=True))
         row["n_seeds"] = len(group)
         row["n_diverged"] = sum(bool(r["diverged"]) for r in group)
+        row["seeds"] = sorted(r["seed"] for r in group)
         for m in metrics:
-            values = [r["final"].get(m) for r in group if not r["diverged"]]
-            row[f"{m}_mean"], row[f"{m}_std"], _ = _stats(values)
+            s = stats.summarize([r["final"].get(m) for r in group if not r["diverged"]])
+            row[f"{m}_mean"], row[f"{m}_std"], row[f"{m}_ci"] = s.mean, s.std, s.ci
         rows.append(row)
     return rows
 
 
+def _better(a: float, b: float, direction: str) -> bool:
+    return a > b if direction == "max" else a < b
+
+
 def best_per_estimator(
-    runs: list[dict[str, Any]], metric: str, direction: str, metrics: tuple[str, ...]
+    runs: list[dict[str, Any]], select: str, direction: str, metrics: Sequence[str] = ()
 ) -> dict[str, dict[str, Any]]:
-    """The config with the best mean `metric` over seeds, for each estimator."""
-    if metric not in metrics:
-        metrics = (metric, *metrics)
-    sign = 1.0 if direction == "max" else -1.0
+    """The best config of each estimator by mean `select` over seeds (the module's rule), as
+    `config_table` rows carrying `metrics` too."""
+    metrics = tuple(dict.fromkeys((select, *metrics)))
     best: dict[str, dict[str, Any]] = {}
     for row in config_table(runs, metrics):
-        score = row[f"{metric}_mean"]
+        score = row[f"{select}_mean"]
         if not math.isfinite(score):
             continue
         cur = best.get(row["estimator"])
-        if cur is None or sign * score > sign * cur[f"{metric}_mean"]:
+        if cur is None or _better(score, cur[f"{select}_mean"], direction):
             best[row["estimator"]] = row
     return best
 
 
-def format_summary(
-    best: dict[str, dict[str, Any]], metrics: tuple[str, ...], estimators: list[str]
-) -> str:
-    """A Markdown table: the best config per estimator with mean +- std of each metric."""
-    head = ["estimator", "tau_f", "tau_b", "lr", "seeds"] + list(metrics)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for est in estimators:
-        row = best.get(est)
-        if row is None:
-            lines.append(f"| {est} | " + " | ".join(["-"] * (len(head) - 1)) + " |")
+def run_indices(runs: list[dict[str, Any]], row: dict[str, Any]) -> list[int]:
+    """Positions in `runs` of the runs (seeds) of a table row's config, lowest seed first."""
+    key = tuple(row[k] for k in CONFIG_KEYS)
+    found = [i for i, r in enumerate(runs) if config_key(r) == key]
+    return sorted(found, key=lambda i: runs[i]["seed"])
+
+
+def runs_of(runs: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs (seeds) of the config of a table row, lowest seed first."""
+    return [runs[i] for i in run_indices(runs, row)]
+
+
+def heatmap_grid(
+    runs: list[dict[str, Any]], metric: str, direction: str, estimator: str, select: str = ""
+) -> tuple[list[float], list[float], np.ndarray]:
+    """(tau_f values, tau_b values, mean-over-seeds matrix [tau_f, tau_b]) of `estimator`.
+
+    Where a cell holds several configs (e.g. learning rates), it shows the one that is best by
+    `select` (default: `metric` itself), following the module's rule.
+    """
+    select = select or metric
+    rows = [r for r in config_table(runs, (metric, select)) if r["estimator"] == estimator]
+    tfs = sorted({r["tau_f"] for r in rows})
+    tbs = sorted({r["tau_b"] for r in rows})
+    mat = np.full((len(tfs), len(tbs)), np.nan)
+    chosen: dict[tuple, float] = {}
+    for r in rows:
+        cell = (r["tau_f"], r["tau_b"])
+        score = r[f"{select}_mean"]
+        if not math.isfinite(score):
             continue
-        cells = [
-            est,
-            f"{row['tau_f']:g}",
-            f"{row['tau_b']:g}",
-            f"{row['lr']:g}",
-            f"{row['n_seeds'] - row['n_diverged']}/{row['n_seeds']}",
-        ]
-        for m in metrics:
-            cells.append(f"{row[f'{m}_mean']:.4f} ± {row[f'{m}_std']:.4f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        if cell not in chosen or _better(score, chosen[cell], direction):
+            chosen[cell] = score
+            mat[tfs.index(cell[0]), tbs.index(cell[1])] = r[f"{metric}_mean"]
+    return tfs, tbs, mat
+
+
+def best_cell(mat: np.ndarray, direction: str) -> tuple[int, int]:
+    """(row, column) of the best finite cell of `mat` (NaN cells never win)."""
+    flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
+    return np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
+
+
+def seed_values(runs: list[dict[str, Any]], row: dict[str, Any], metric: str) -> dict[int, float]:
+    """{seed: final metric} of the finite, non-diverged runs of a table row's config."""
+    out = {}
+    for r in runs_of(runs, row):
+        v = r["final"].get(metric)
+        if not r["diverged"] and v is not None and math.isfinite(v):
+            out[r["seed"]] = v
+    return out
+
+
+def compare(
+    runs: list[dict[str, Any]], a: dict[str, Any], b: dict[str, Any], metric: str, direction: str
+) -> stats.Paired:
+    """Config `a` against config `b` (table rows) on `metric`, seed by seed: a - b."""
+    return stats.paired(seed_values(runs, a, metric), seed_values(runs, b, metric), direction)
+
+
+def best_diagonal(
+    runs: list[dict[str, Any]], estimator: str, select: str, direction: str, metrics=()
+) -> dict[str, Any] | None:
+    """The best config of `estimator` with tau_f == tau_b (the module's rule), or None."""
+    diagonal = [r for r in runs if r["estimator"] == estimator and r["tau_f"] == r["tau_b"]]
+    return best_per_estimator(diagonal, select, direction, metrics).get(estimator)
+
+
+def optimum_position(
+    runs: list[dict[str, Any]], best: dict[str, Any], axes: Sequence[str]
+) -> dict[str, str]:
+    """For each temperature axis, where the best config lies among that estimator's values:
+    "interior", "low edge" or "high edge" (or "single value" for a one-point axis)."""
+    out = {}
+    for axis in axes:
+        values = sorted({r[axis] for r in runs if r["estimator"] == best["estimator"]})
+        if len(values) < 2:
+            out[axis] = "single value"
+        elif best[axis] == values[0]:
+            out[axis] = "low edge"
+        elif best[axis] == values[-1]:
+            out[axis] = "high edge"
+        else:
+            out[axis] = "interior"
+    return out

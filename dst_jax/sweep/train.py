@@ -2,9 +2,9 @@
 
 PureJaxRL-style: `make_fns(task, estimator)` returns `init(hp, data)` and
 `segment(state, hp, data, start, n_steps)`. A segment runs `n_steps` optimisation steps in a
-`lax.scan`, then evaluates on the test split, all inside one compiled function. The host loop
-only strings segments together (one per evaluation interval), which is where checkpoints and the
-progress bar live.
+`lax.scan`, then evaluates on every evaluation split the data holds (`val`, `test`), all inside
+one compiled function. The host loop only strings segments together (one per evaluation
+interval), which is where checkpoints and the progress bar live.
 
 Randomness is a pure function of (seed, step): the parameter init, the minibatch order, the
 estimator's noise at step t and the evaluation noise after step t are all derived from
@@ -26,7 +26,12 @@ import jax.numpy as jnp
 import optax
 
 from dst_jax.data import pipeline
+from dst_jax.estimators import Estimator
 from dst_jax.tasks.base import Task
+
+# Evaluation splits, in the order they are evaluated; a task's data holds `<split>_x/_y` for
+# those it has.
+EVAL_SPLITS = ("val", "test")
 
 Hparams = dict[str, jax.Array]  # tau_f, tau_b, lr (float32), seed (int32): scalars per config
 
@@ -49,8 +54,20 @@ def optimizer(lr: jax.Array) -> optax.GradientTransformation:
     return optax.adam(lr)
 
 
-def make_fns(task: Task, estimator: str):
-    """(init, segment) for one configuration of `task` trained with `estimator`."""
+def eval_splits(data) -> tuple[str, ...]:
+    return tuple(s for s in EVAL_SPLITS if f"{s}_x" in data)
+
+
+def _eval_key(keys: dict[str, jax.Array], split: str, end: jax.Array) -> jax.Array:
+    """Each split's evaluation noise after step `end`: test's is fold_in(eval, end), the other
+    splits fold in their position once more."""
+    key = jax.random.fold_in(keys["eval"], end)
+    return key if split == "test" else jax.random.fold_in(key, EVAL_SPLITS.index(split) + 1)
+
+
+def make_fns(task: Task, estimator: Estimator):
+    """(init, segment) for one configuration of `task` trained with `estimator` (an entry of
+    `dst_jax.estimators.REGISTRY`)."""
     batch_size = task.config.batch_size
 
     def init(hp: Hparams, data) -> TrainState:
@@ -106,16 +123,19 @@ def make_fns(task: Task, estimator: str):
         state, per_step = jax.lax.scan(step, state, steps)
         end = start + n_steps
         metrics = {k: v.mean() for k, v in per_step.items()}
-        metrics.update(
-            task.evaluate(
+        for split in eval_splits(data):
+            split_metrics = task.evaluate(
                 state.params,
-                jax.random.fold_in(keys["eval"], end),
+                _eval_key(keys, split, end),
+                data[f"{split}_x"],
+                data[f"{split}_y"],
                 data,
                 estimator,
                 hp["tau_f"],
                 hp["tau_b"],
             )
-        )
+            metrics.update({f"{split}_{k}": v for k, v in split_metrics.items()})
+        metrics.update(task.param_metrics(state.params))
         return state, metrics
 
     return init, segment

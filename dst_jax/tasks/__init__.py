@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from dst_jax.tasks.base import ESTIMATOR_FAMILIES, Task
+from dst_jax.tasks.base import Task, direction
 
 _MODULES = {"sbn": "dst_jax.tasks.sbn", "cae": "dst_jax.tasks.cae", "dlgn": "dst_jax.tasks.dlgn"}
 TASK_NAMES = tuple(_MODULES)
@@ -28,4 +28,4 @@ def make(name: str, config: Any | None = None) -> Task:
     return mod.make_task(config if config is not None else mod.Config())
 
 
-__all__ = ["ESTIMATOR_FAMILIES", "TASK_NAMES", "Task", "make", "module"]
+__all__ = ["TASK_NAMES", "Task", "direction", "make", "module"]

@@ -1,24 +1,28 @@
 """The contract between a task (model + data + metrics) and the sweep engine.
 
 A task describes how to train and evaluate ONE configuration. The sweep engine
-(`dst_jax.sweep`) owns everything that is shared by all tasks: the optimiser (Adam with a traced
-learning rate), the `lax.scan` over steps, minibatch order, keys, divergence handling, the `vmap`
-over a grid of configurations, chunking, sharding, checkpoints and results files.
+(`dst_jax.sweep`) owns everything that is shared by all tasks: the optimiser, the `lax.scan`
+over steps, minibatch order, keys, divergence handling, the `vmap` over a grid of
+configurations, chunking, sharding, checkpoints and results.
 
 Conventions every task follows:
-- All functions are pure and traceable; the engine `vmap`s them over (tau_f, tau_b, seed, lr)
+- All functions are pure and traceable; the engine `vmap`s them over the grid's hyperparameters
   and `jit`s the result. `tau_f`, `tau_b` arrive as traced float32 scalars.
-- `estimator` is a static Python string (one compiled program per estimator). Tasks accept the
-  four family names `decoupled_st`, `softmax_ste`, `st_gumbel_softmax`, `identity_ste` and map them
-  to the categorical or Bernoulli function they need; a task may accept extra names (the DLGN
-  task's `softmax_relaxation` reference row).
+- `estimator` is a registry entry (`dst_jax.estimators.Estimator`), a static value: one compiled
+  program per estimator. A task declares the form of its stochastic units (`unit_form`,
+  "categorical" or "bernoulli") and calls `estimator.uniform(self.unit_form)`, the function
+  `(key, logits, tau_f, tau_b) -> sample`; whether it can train with a relaxation (an entry with
+  `discrete=False`) is `accepts_relaxation`.
 - `data` is a dict of device arrays shared by the whole grid and passed to the compiled function
   as an argument (never closed over, so XLA does not constant-fold it). It holds at least
-  `train_x` (N, ...) and `train_y` (N,), `test_x`, `test_y`; a task may add fixed arrays of its
-  own (the DLGN wiring).
-- Metric values are float32 scalars; NaN is allowed (the engine flags it). `evaluate` may also
-  return small non-scalar arrays (e.g. a 16-bin gate histogram): they go into the results' "final"
+  `train_x` (N, ...) and `train_y` (N,) and the evaluation splits `<split>_x`, `<split>_y`;
+  a task may add fixed arrays of its own (the DLGN wiring).
+- `evaluate` computes a split's metrics from `(x, y)`; `param_metrics` those of the parameters
+  alone (e.g. the gate histogram). Metric values are float32 scalars; NaN is allowed (the engine
+  flags it). Small non-scalar arrays (e.g. a 16-bin histogram) go into the results' "final"
   dict as lists, not into the curves.
+- `figure_arrays` returns the arrays a task's figures are drawn from (the presentation layer
+  draws them; tasks never import a plotting library).
 """
 
 from __future__ import annotations
@@ -28,12 +32,11 @@ from typing import Any, Literal, Protocol
 
 import jax
 
+from dst_jax.estimators import Estimator
+
 PyTree = Any
 Metrics = dict[str, jax.Array]
 Direction = Literal["max", "min"]
-
-# Family names used on the command line and in results files.
-ESTIMATOR_FAMILIES = ("decoupled_st", "softmax_ste", "st_gumbel_softmax", "identity_ste")
 
 
 class Task(Protocol):
@@ -42,15 +45,15 @@ class Task(Protocol):
     name: str  # "sbn", "cae", "dlgn"
     # A frozen dataclass of the task's hyperparameters; the engine reads `config.batch_size`.
     config: Any
+    unit_form: Literal["categorical", "bernoulli"]
+    accepts_relaxation: bool
 
-    # Metrics the engine reports. `headline_metric` picks the best config (its direction says
-    # whether larger is better); `heatmap_metrics` get a (tau_f, tau_b) heatmap each.
+    # `headline_metric` (a split metric, e.g. "acc") picks the best config on the selection
+    # split and is reported on the test split; `heatmap_metrics` (results keys, e.g.
+    # "test_acc") get a (tau_f, tau_b) heatmap each.
     headline_metric: str
     metric_directions: Mapping[str, Direction]
     heatmap_metrics: tuple[str, ...]
-    estimators: tuple[str, ...]  # names this task accepts
-    # Estimators without a temperature (trained once per lr x seed, tau written as 1.0).
-    untempered_estimators: tuple[str, ...]
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
         """Load and preprocess the task's data once, as device arrays.
@@ -71,7 +74,7 @@ class Task(Protocol):
         x: jax.Array,
         y: jax.Array,
         data: Mapping[str, jax.Array],
-        estimator: str,
+        estimator: Estimator,
         tau_f: jax.Array,
         tau_b: jax.Array,
     ) -> tuple[jax.Array, Metrics]:
@@ -82,24 +85,32 @@ class Task(Protocol):
         self,
         params: PyTree,
         key: jax.Array,
+        x: jax.Array,
+        y: jax.Array,
         data: Mapping[str, jax.Array],
-        estimator: str,
+        estimator: Estimator,
         tau_f: jax.Array,
         tau_b: jax.Array,
     ) -> Metrics:
-        """Test-split metrics of one model (runs inside the compiled loop)."""
+        """Metrics of one model on one evaluation split (runs inside the compiled loop)."""
         ...
 
-    def figures(
-        self,
-        out_dir: str,
-        results: dict[str, Any],
-        best_params: Mapping[str, PyTree],
-        data: Mapping[str, jax.Array],
-    ) -> list[str]:
-        """Task-specific PNGs written after a sweep; returns the paths written.
-
-        `best_params[estimator]` holds the final parameters of that estimator's best single run
-        (by the headline metric). Tasks with nothing extra to draw return [].
-        """
+    def param_metrics(self, params: PyTree) -> Metrics:
+        """Metrics of the parameters alone, independent of any split ({} if none)."""
         ...
+
+    def figure_arrays(self, params: PyTree, data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """The arrays the task's figures are drawn from, for one trained model ({} if none)."""
+        ...
+
+
+def direction(task: Task, metric: str) -> Direction:
+    """Whether larger is better for `metric`, a task metric or one prefixed by its split
+    (`val_`, `test_`, `train_`); "max" when the task does not say."""
+    directions = task.metric_directions
+    if metric in directions:
+        return directions[metric]
+    for prefix in ("val_", "test_", "train_"):
+        if metric.startswith(prefix) and metric[len(prefix) :] in directions:
+            return directions[metric[len(prefix) :]]
+    return "max"

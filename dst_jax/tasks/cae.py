@@ -1,4 +1,4 @@
-"""Categorical autoencoder on MNIST: the `cae` task (DESIGN.md section 2, issue 5).
+"""Categorical autoencoder on MNIST: the `cae` task (DESIGN.md section 2).
 
 Model, for one image x in [0,1]^D (D = 784) with L latents of C classes (default L=4, C=8):
 
@@ -16,7 +16,7 @@ untempered softmax(logits), so the objective is the same function of the encoder
 gives a plain autoencoder.
 
 Code perplexity (the paper's code-usage measure) is computed per latent from the one-hot codes
-the model actually emits on the validation split:
+the model actually emits on an evaluation split:
 
     usage_LxC = mean over validation images of z_LxC
     perplexity_l = exp(-sum_c usage_lc log usage_lc)        in [1, C]
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -46,8 +45,9 @@ import numpy as np
 
 from dst_jax import estimators as estimator_lib
 from dst_jax.data import pipeline
-from dst_jax.io import atomic_open
-from dst_jax.tasks.base import ESTIMATOR_FAMILIES, Direction, Metrics
+from dst_jax.estimators import Estimator
+from dst_jax.tasks import common
+from dst_jax.tasks.base import Direction, Metrics
 
 Params = dict[str, list[dict[str, jax.Array]]]
 # Maps encoder logits (B, L, C) to one-hot codes of the same shape.
@@ -209,31 +209,14 @@ def code_perplexity(usage_LxC: jax.Array) -> jax.Array:
     """exp(entropy) of each latent's code-usage distribution; shape (...,) for usage (..., C).
 
     `usage` holds non-negative counts or frequencies of each code (e.g. one-hot codes summed
-    over a data set); it is normalised over the last axis, p = usage / sum(usage), and
-    perplexity = exp(-sum_c p_c log p_c), with 0 log 0 = 0. It is C when every code is used
-    equally and 1 when a single code is used. A latent with zero total usage gives NaN.
+    over a data set), normalised over the last axis: C when every code is used equally, 1 when
+    a single code is used, NaN for a latent with zero total usage (`common.perplexity`).
     """
-    usage_LxC = jnp.asarray(usage_LxC)
-    if not jnp.issubdtype(usage_LxC.dtype, jnp.floating):
-        usage_LxC = usage_LxC.astype(jnp.float32)
-    p_LxC = usage_LxC / jnp.sum(usage_LxC, axis=-1, keepdims=True)
-    # The inner where keeps log's argument positive so that the gradient stays finite too.
-    plogp_LxC = jnp.where(p_LxC > 0, p_LxC * jnp.log(jnp.where(p_LxC > 0, p_LxC, 1.0)), 0.0)
-    return jnp.exp(-jnp.sum(plogp_LxC, axis=-1))
+    return common.perplexity(usage_LxC)
 
 
 def _argmax_codes(logits_BxLxC: jax.Array) -> jax.Array:
     return estimator_lib.argmax_one_hot(logits_BxLxC)
-
-
-def _pad_to_slices(x_NxD: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
-    """Split rows into (S, size, D) slices, zero-padding the last; also a (S, size) row mask."""
-    n = x_NxD.shape[0]
-    n_slices = -(-n // size)
-    pad = n_slices * size - n
-    x_SxExD = jnp.pad(x_NxD, ((0, pad), (0, 0))).reshape(n_slices, size, x_NxD.shape[1])
-    w_SxE = (jnp.arange(n_slices * size) < n).astype(jnp.float32).reshape(n_slices, size)
-    return x_SxExD, w_SxE
 
 
 def evaluate_codes(
@@ -244,21 +227,17 @@ def evaluate_codes(
     beta: float,
     eval_batch_size: int,
 ) -> Metrics:
-    """Validation metrics over all N images, in fixed-size slices (a `lax.scan`).
+    """Metrics over all N images of a split, in fixed-size slices (`common.sliced_sums`).
 
     `sample_fn(key, logits_BxLxC)` gives the stochastic codes; the deterministic codes are the
     argmax. Memory is bounded by one slice of `eval_batch_size` images, so a vmapped grid of
-    models stays within budget. Returns the task's metrics (see `CAETask.metric_directions`):
-    means over images of the loss with stochastic codes (`val_loss` = `val_bce` + beta *
-    `val_kl`) and argmax codes (`val_loss_det`), and code perplexities from the usage of the
-    sampled / argmax codes.
+    models stays within budget. Returns means over images of the loss with stochastic codes
+    (`loss` = `bce` + beta * `kl`) and argmax codes (`loss_det`), and code perplexities from the
+    usage of the sampled / argmax codes.
     """
     n = x_NxD.shape[0]
-    x_SxExD, w_SxE = _pad_to_slices(x_NxD, min(eval_batch_size, n))
-    keys = jax.random.split(key, x_SxExD.shape[0])
 
-    def step(carry, inputs):
-        x_ExD, w_E, k = inputs
+    def slice_sums(k, x_ExD, _, w_E):
         logits_ExLxC = encode(params, x_ExD)
         z_ExLxC = sample_fn(k, logits_ExLxC)
         z_det_ExLxC = _argmax_codes(logits_ExLxC)
@@ -267,31 +246,23 @@ def evaluate_codes(
         bce_2E = jnp.sum(bce_with_logits(pixels_2ExD, jnp.concatenate([x_ExD, x_ExD])), -1)
         bce_E, bce_det_E = jnp.split(bce_2E, 2)
         kl_E = kl_to_uniform(logits_ExLxC)
-        sums = {
+        return {
             "bce": jnp.sum(w_E * bce_E),
             "bce_det": jnp.sum(w_E * bce_det_E),
             "kl": jnp.sum(w_E * kl_E),
             "usage": jnp.einsum("e,elc->lc", w_E, z_ExLxC),
             "usage_det": jnp.einsum("e,elc->lc", w_E, z_det_ExLxC),
         }
-        return jax.tree.map(jnp.add, carry, sums), None
 
-    L, C = params["encoder"][-1]["b"].shape
-    zeros = {
-        "bce": jnp.zeros(()),
-        "bce_det": jnp.zeros(()),
-        "kl": jnp.zeros(()),
-        "usage": jnp.zeros((L, C)),
-        "usage_det": jnp.zeros((L, C)),
-    }
-    sums, _ = jax.lax.scan(step, zeros, (x_SxExD, w_SxE, keys))
-    val_bce, val_kl = sums["bce"] / n, sums["kl"] / n
+    y_N = jnp.zeros((n,), jnp.int32)  # an autoencoder has no labels
+    sums = common.sliced_sums(slice_sums, key, x_NxD, y_N, eval_batch_size)
+    bce, kl = sums["bce"] / n, sums["kl"] / n
     perplexity_L = code_perplexity(sums["usage"])
     return {
-        "val_loss": val_bce + beta * val_kl,
-        "val_loss_det": sums["bce_det"] / n + beta * val_kl,
-        "val_bce": val_bce,
-        "val_kl": val_kl,
+        "loss": bce + beta * kl,
+        "loss_det": sums["bce_det"] / n + beta * kl,
+        "bce": bce,
+        "kl": kl,
         "perplexity": jnp.mean(perplexity_L),
         "perplexity_det": jnp.mean(code_perplexity(sums["usage_det"])),
         "perplexity_latent": perplexity_L,
@@ -318,82 +289,6 @@ def code_grid(params: Params, x_NxD: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------------------------
 # The task for the sweep engine.
 
-# Figure layout in pixels (dpi 100): each decoded image gets a CELL_PX square; margins hold the
-# labels and the title. Public so that the size of the PNG is predictable.
-FIGURE_CELL_PX = 64
-FIGURE_MARGIN_PX = (80, 20, 50, 50)  # left, right, top, bottom
-FIGURE_DPI = 100
-
-
-def figure_size_px(latents: int, classes: int) -> tuple[int, int]:
-    """(width, height) in pixels of the code figure for L latents of C classes."""
-    left, right, top, bottom = FIGURE_MARGIN_PX
-    return classes * FIGURE_CELL_PX + left + right, latents * FIGURE_CELL_PX + top + bottom
-
-
-def save_code_figure(path: str, grid_LxCxD: np.ndarray, title: str) -> None:
-    """Draw the (L, C) grid of decoded square images as a PNG (Agg backend, atomic write)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid_LxCxD = np.asarray(grid_LxCxD, np.float32)
-    L, C, D = grid_LxCxD.shape
-    side = math.isqrt(D)
-    if side * side != D:
-        raise ValueError(f"images of {D} pixels are not square; cannot draw the code grid")
-    # One mosaic, white digits on black as MNIST is usually shown, with a 2-pixel white gap
-    # between cells.
-    gap, cell = 2, side + 2
-    mosaic = np.ones((L * cell - gap, C * cell - gap), np.float32)
-    for l in range(L):
-        for c in range(C):
-            mosaic[l * cell : l * cell + side, c * cell : c * cell + side] = grid_LxCxD[
-                l, c
-            ].reshape(side, side)
-
-    width, height = figure_size_px(L, C)
-    left, right, top, bottom = FIGURE_MARGIN_PX
-    fig = plt.figure(figsize=(width / FIGURE_DPI, height / FIGURE_DPI), dpi=FIGURE_DPI)
-    try:
-        ax = fig.add_axes(
-            (left / width, bottom / height, C * FIGURE_CELL_PX / width, L * FIGURE_CELL_PX / height)
-        )
-        ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, aspect="auto", interpolation="none")
-        ax.set_xticks([c * cell + side / 2 for c in range(C)], [str(c) for c in range(C)])
-        ax.set_yticks([l * cell + side / 2 for l in range(L)], [f"z{l + 1}" for l in range(L)])
-        ax.tick_params(length=0)
-        ax.set_xlabel("class of the varied latent (others at their most frequent code)")
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        fig.suptitle(title, fontsize=9)
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=FIGURE_DPI)
-    finally:
-        plt.close(fig)
-
-
-def _best_run_label(
-    results: Mapping[str, Any], estimator: str, metric: str, direction: Direction
-) -> str:
-    """'tau_f=.., tau_b=.., seed ..' of the best finite run of `estimator`, or '' if none."""
-    runs = [
-        r
-        for r in results.get("runs", [])
-        if r.get("estimator") == estimator
-        and isinstance(r.get("final", {}).get(metric), (int, float))
-        and math.isfinite(r["final"][metric])
-    ]
-    if not runs:
-        return ""
-    pick = min if direction == "min" else max
-    best = pick(runs, key=lambda r: r["final"][metric])
-    return (
-        f" (tau_f={best.get('tau_f')}, tau_b={best.get('tau_b')}, seed {best.get('seed')}, "
-        f"{metric}={best['final'][metric]:.1f})"
-    )
-
 
 @dataclasses.dataclass(frozen=True)
 class CAETask:
@@ -402,30 +297,25 @@ class CAETask:
     config: Config = Config()
 
     name = "cae"
-    headline_metric = "val_loss"
+    unit_form = "categorical"
+    accepts_relaxation = False
+    headline_metric = "loss"
     metric_directions: ClassVar[Mapping[str, Direction]] = types.MappingProxyType(
         {
-            "val_loss": "min",
-            "val_loss_det": "min",
-            "val_bce": "min",
-            "val_kl": "min",
+            "loss": "min",
+            "loss_det": "min",
+            "bce": "min",
+            "kl": "min",
             "perplexity": "max",
             "perplexity_det": "max",
             "perplexity_latent": "max",
         }
     )
-    heatmap_metrics = ("val_loss", "perplexity")
-    estimators = ESTIMATOR_FAMILIES
-    untempered_estimators = ()
+    heatmap_metrics = ("test_loss", "test_perplexity")
 
-    def _sampler(self, estimator: str, tau_f: jax.Array, tau_b: jax.Array):
-        if estimator not in self.estimators:
-            raise ValueError(
-                f"the cae task does not know estimator {estimator!r}; "
-                f"choose one of {', '.join(self.estimators)}"
-            )
-        est = estimator_lib.get(estimator)
-        return lambda key, logits: est(key, logits, tau_f, tau_b)
+    def _sampler(self, estimator: Estimator, tau_f: jax.Array, tau_b: jax.Array):
+        sample = estimator.uniform(self.unit_form)
+        return lambda key, logits: sample(key, logits, tau_f, tau_b)
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
         """MNIST train and test splits, flattened to (N, 784) float32 in [0, 1].
@@ -435,17 +325,11 @@ class CAETask:
         """
         cfg = self.config
         data, info = {}, {"num_examples": {}}
-        for split, subset in (("train", cfg.train_subset), ("test", cfg.test_subset)):
+        for split, k in (("train", cfg.train_subset), ("test", cfg.test_subset)):
             x, y, split_info = pipeline.device_split(
                 cfg.dataset, split, data_dir=data_dir, preprocess="unit"
             )
-            if subset is not None:
-                if subset > x.shape[0]:
-                    raise ValueError(
-                        f"Config.{split}_subset={subset} exceeds the {x.shape[0]} {split} "
-                        f"images of {cfg.dataset}; use a smaller value or None"
-                    )
-                x, y = x[:subset], y[:subset]
+            x, y = common.subset(x, y, k, None, f"{split} split of {cfg.dataset}")
             data[f"{split}_x"], data[f"{split}_y"] = x, y
             # Provenance shared by the splits, plus each split's full and used sizes.
             info.update({k: v for k, v in split_info.items() if k not in ("split", "num_examples")})
@@ -478,43 +362,29 @@ class CAETask:
         self,
         params: Params,
         key: jax.Array,
+        x: jax.Array,
+        y: jax.Array,
         data: Mapping[str, jax.Array],
-        estimator: str,
+        estimator: Estimator,
         tau_f: jax.Array,
         tau_b: jax.Array,
     ) -> Metrics:
-        """Test-split metrics; see `evaluate_codes`."""
+        """Metrics of one split; see `evaluate_codes` (the labels y are unused)."""
         return evaluate_codes(
             params,
             key,
-            data["test_x"],
+            x,
             self._sampler(estimator, tau_f, tau_b),
             self.config.beta,
             self.config.eval_batch_size,
         )
 
-    def figures(
-        self,
-        out_dir: str,
-        results: dict[str, Any],
-        best_params: Mapping[str, Params],
-        data: Mapping[str, jax.Array],
-    ) -> list[str]:
-        """`codes_<estimator>.png`: what each code decodes to, for each estimator's best run.
+    def param_metrics(self, params: Params) -> Metrics:
+        return {}
 
-        Decoupled ST's figure (`codes_decoupled_st.png`) is the one the issue asks for; the
-        baselines' figures come at no extra cost and show their code-book collapse side by side.
-        """
-        order = sorted(best_params, key=lambda e: (e != "decoupled_st", e))
-        paths = []
-        for estimator in order:
-            grid = np.asarray(jax.jit(code_grid)(best_params[estimator], data["test_x"]))
-            path = os.path.join(out_dir, f"codes_{estimator}.png")
-            headline = self.headline_metric
-            label = _best_run_label(results, estimator, headline, self.metric_directions[headline])
-            save_code_figure(path, grid, f"cae: decoded codes, best {estimator}{label}")
-            paths.append(path)
-        return paths
+    def figure_arrays(self, params: Params, data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """`code_grid` (L, C, D): what each code decodes to (see `code_grid`), on the test split."""
+        return {"code_grid": code_grid(params, data["test_x"])}
 
 
 def make_task(config: Config | None = None) -> CAETask:

@@ -10,8 +10,8 @@ layer computes relax(a, b, z), the exact Boolean gate on {0, 1} inputs, so the t
 discrete in its forward pass. One sample per neuron per step is shared by the minibatch;
 `per_example_samples=True` draws one per example instead, at the cost of an (N, B, 16) sample
 tensor per layer (in evaluation too: lower `eval_batch_size` with it).
-The reference row `softmax_relaxation` is difflogic's own training: z = softmax(logits), no
-sampling, no temperature.
+The reference row `softmax_relaxation` (a registry entry with `discrete=False`) is difflogic's
+own training: z = softmax(logits), no sampling, no temperature.
 
 The wiring is drawn once on the host from `wiring_seed` in `load_data` and shared by the whole
 grid; its int32 tables travel in the `data` dict, never as closed-over constants:
@@ -19,19 +19,19 @@ grid; its int32 tables travel in the `data` dict, never as closed-over constants
 inverse table serves the gather's backward), `wiring_hidden` (L-1, 2N) and `wiring_inv_hidden`
 (L-1, N, F) for the others (see `DLGNTask.forward`).
 
-Metrics on the test split:
-- `test_acc`: the discretised network (argmax gate per neuron, exact Boolean evaluation); ties in
+Metrics of an evaluation split:
+- `acc`: the discretised network (argmax gate per neuron, exact Boolean evaluation); ties in
   the integer group sums go to the lower class index, as with difflogic's argmax.
-- `test_acc_train_mode`: the network as trained (the estimator's stochastic forward with one fresh
+- `acc_train_mode`: the network as trained (the estimator's stochastic forward with one fresh
   sample of every gate, or the softmax relaxation).
-- `gate_perplexity`: exp(entropy) of the histogram of argmax gates over all neurons of all
-  layers (1 to 16); `gate_hist`: that histogram (16,), fraction of neurons per gate.
+Metrics of the parameters: `gate_perplexity`, exp(entropy) of the histogram of argmax gates over
+all neurons of all layers (1 to 16); `gate_hist`, that histogram (16,), fraction of neurons per
+gate.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,11 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dst_jax import estimators, logic
-from dst_jax.io import atomic_open
-from dst_jax.tasks.base import ESTIMATOR_FAMILIES, Metrics, PyTree
-
-RELAXATION = "softmax_relaxation"
+from dst_jax import logic
+from dst_jax.estimators import Estimator
+from dst_jax.tasks import common
+from dst_jax.tasks.base import Metrics, PyTree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,15 +90,8 @@ class Config:
 
 
 def subset(x: Any, y: Any, k: int | None, seed: int) -> tuple[Any, Any]:
-    """k examples of (x, y) chosen by a seeded permutation, kept in their original order.
-
-    `k=None` or k >= N returns the split unchanged.
-    """
-    n = int(np.shape(y)[0])
-    if k is None or k >= n:
-        return x, y
-    idx = np.sort(np.random.default_rng(seed).permutation(n)[:k])
-    return x[idx], y[idx]
+    """k examples of (x, y) chosen by a seeded permutation, kept in their original order."""
+    return common.subset(x, y, k, seed)
 
 
 def layer_wiring(data: Mapping[str, Any], layer: int) -> np.ndarray:
@@ -149,17 +141,16 @@ def build_data(
 
 class DLGNTask:
     name = "dlgn"
-    headline_metric = "test_acc"
+    unit_form = "categorical"
+    accepts_relaxation = True
+    headline_metric = "acc"
     metric_directions = {
-        "test_acc": "max",
-        "test_acc_train_mode": "max",
+        "acc": "max",
+        "acc_train_mode": "max",
         "gate_perplexity": "max",
-        "train_loss": "min",
-        "train_acc": "max",
+        "loss": "min",
     }
     heatmap_metrics = ("test_acc", "gate_perplexity")
-    estimators = (*ESTIMATOR_FAMILIES, RELAXATION)
-    untempered_estimators = (RELAXATION,)
 
     def __init__(self, config: Config):
         self.config = config
@@ -191,26 +182,20 @@ class DLGNTask:
         self,
         key: jax.Array,
         logits_NxG: jax.Array,
-        estimator: str,
+        estimator: Estimator,
         tau_f: jax.Array,
         tau_b: jax.Array,
         batch: int | None = None,
     ) -> jax.Array:
         """Training-mode coefficients of one layer: (N, 4), or (N, batch, 4) per example.
 
-        z = estimator(key, logits, tau_f, tau_b) (one-hot forward, surrogate backward), or
-        z = softmax(logits) for the relaxation; then c = z @ C.
+        z = estimator(key, logits, tau_f, tau_b) (one-hot forward, surrogate backward; softmax
+        for the relaxation), then c = z @ C.
         """
-        if estimator == RELAXATION:
-            return logic.gate_coefficients(jax.nn.softmax(logits_NxG, axis=-1))
-        if estimator not in ESTIMATOR_FAMILIES:
-            raise ValueError(
-                f"unknown estimator {estimator!r} for dlgn; choose one of {self.estimators}"
-            )
-        if batch is not None:  # neuron-major like the activations: (N, batch, 16)
+        if batch is not None and estimator.discrete:  # neuron-major like the activations
             n, g = logits_NxG.shape
             logits_NxG = jnp.broadcast_to(logits_NxG[:, None], (n, batch, g))
-        z = estimators.get(estimator)(key, logits_NxG, tau_f, tau_b)
+        z = estimator.uniform(self.unit_form)(key, logits_NxG, tau_f, tau_b)
         return logic.gate_coefficients(z)
 
     def forward(
@@ -258,105 +243,42 @@ class DLGNTask:
         return loss, {"acc": (logits_BxC.argmax(-1) == y).mean()}
 
     # -- evaluation --------------------------------------------------------------------------
+    def gate_counts(self, params: PyTree) -> jax.Array:
+        """(16,) number of neurons (all layers) whose argmax gate is each of `GATE_NAMES`."""
+        gates = jnp.concatenate([lg.argmax(-1) for lg in params["gate_logits"]])
+        return jax.nn.one_hot(gates, logic.N_GATES, dtype=jnp.float32).sum(0)
+
     def gate_histogram(self, params: PyTree) -> jax.Array:
         """(16,) fraction of neurons (all layers) whose argmax gate is each of `GATE_NAMES`."""
-        gates = jnp.concatenate([lg.argmax(-1) for lg in params["gate_logits"]])
-        return jax.nn.one_hot(gates, logic.N_GATES, dtype=jnp.float32).mean(0)
+        counts = self.gate_counts(params)
+        return counts / jnp.sum(counts)
 
-    def evaluate(self, params, key, data, estimator, tau_f, tau_b) -> Metrics:
+    def evaluate(self, params, key, x, y, data, estimator, tau_f, tau_b) -> Metrics:
         cfg = self.config
-        x_NxD, y_N = data["test_x"], data["test_y"]
-        n = x_NxD.shape[0]
-        eb = min(cfg.eval_batch_size, n)
-        n_full = n // eb
         hard = [logic.argmax_coefficients(lg) for lg in params["gate_logits"]]
         k_shared, k_slices = jax.random.split(key)
         shared = None
-        if not cfg.per_example_samples:
+        if not (cfg.per_example_samples and estimator.discrete):
             shared = self._train_coefs(params, k_shared, estimator, tau_f, tau_b)
 
-        def correct(x, y, k):
+        def slice_sums(k, x_ExD, y_E, w_E):
             train_coefs = shared
             if train_coefs is None:
-                train_coefs = self._train_coefs(params, k, estimator, tau_f, tau_b, x.shape[0])
-            hits_hard = (self.forward(hard, x, data).argmax(-1) == y).sum()
-            hits_train = (self.forward(train_coefs, x, data).argmax(-1) == y).sum()
+                train_coefs = self._train_coefs(params, k, estimator, tau_f, tau_b, x_ExD.shape[0])
+            hits_hard = jnp.sum(w_E * (self.forward(hard, x_ExD, data).argmax(-1) == y_E))
+            hits_train = jnp.sum(w_E * (self.forward(train_coefs, x_ExD, data).argmax(-1) == y_E))
             return jnp.stack([hits_hard, hits_train])
 
-        keys = jax.random.split(k_slices, n_full + 1)
-        xs = x_NxD[: n_full * eb].reshape(n_full, eb, -1)
-        ys = y_N[: n_full * eb].reshape(n_full, eb)
-        # lax.map keeps one slice of activations alive at a time (times the grid's vmap width).
-        hits = jax.lax.map(lambda a: correct(*a), (xs, ys, keys[:n_full])).sum(0)
-        if n % eb:
-            hits = hits + correct(x_NxD[n_full * eb :], y_N[n_full * eb :], keys[n_full])
+        n = x.shape[0]
+        hits = common.sliced_sums(slice_sums, k_slices, x, y, cfg.eval_batch_size)
+        return {"acc": hits[0] / n, "acc_train_mode": hits[1] / n}
 
-        hist = self.gate_histogram(params)
-        entropy = -jnp.sum(jnp.where(hist > 0, hist * jnp.log(jnp.where(hist > 0, hist, 1)), 0))
-        return {
-            "test_acc": hits[0] / n,
-            "test_acc_train_mode": hits[1] / n,
-            "gate_perplexity": jnp.exp(entropy),
-            "gate_hist": hist,
-        }
+    def param_metrics(self, params) -> Metrics:
+        counts = self.gate_counts(params)
+        return {"gate_perplexity": common.perplexity(counts), "gate_hist": counts / counts.sum()}
 
-    # -- figures -----------------------------------------------------------------------------
-    def figures(self, out_dir, results, best_params, data) -> list[str]:
-        """`gate_hist.png`: argmax-gate usage of the best run of each estimator."""
-        if not best_params:
-            return []
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        labels = _best_labels(results, self.headline_metric)
-        names = list(best_params)
-        width = 0.8 / len(names)
-        fig, ax = plt.subplots(figsize=(11, 6))
-        xs = np.arange(logic.N_GATES)
-        for i, est in enumerate(names):
-            hist = np.asarray(self.gate_histogram(best_params[est]))
-            perplexity = float(np.exp(-np.sum(hist[hist > 0] * np.log(hist[hist > 0]))))
-            ax.bar(
-                xs + (i - (len(names) - 1) / 2) * width,
-                hist,
-                width,
-                label=f"{labels.get(est, est)}, perplexity {perplexity:.2f}",
-            )
-        ax.axhline(1 / logic.N_GATES, color="gray", ls="--", lw=0.8, label="uniform (1/16)")
-        ax.set_xticks(xs, logic.GATE_NAMES, rotation=45, ha="right")
-        ax.set_ylabel("fraction of neurons (argmax gate)")
-        dataset = results.get("dataset", "")
-        ax.set_title(f"dlgn: gate usage of the best run per estimator ({dataset})")
-        # Below the axes: inside, the legend would hide bars.
-        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.32))
-        fig.tight_layout()
-        path = os.path.join(out_dir, "gate_hist.png")
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return [path]
-
-
-def _best_labels(results: Mapping[str, Any], metric: str) -> dict[str, str]:
-    """estimator -> "name (tau_f=.., tau_b=..)" of its best single run by `metric` (larger is
-    better), the run whose parameters the engine hands to `figures` as best_params."""
-    best: dict[str, tuple[float, str]] = {}
-    for run in results.get("runs", []):
-        score = run.get("final", {}).get(metric)
-        if score is None or run.get("diverged"):
-            continue
-        est = run["estimator"]
-        if est == RELAXATION:
-            label = est
-        elif est == "decoupled_st":
-            label = f"{est} (tau_f={run['tau_f']:g}, tau_b={run['tau_b']:g})"
-        else:
-            label = f"{est} (tau={run['tau_f']:g})"
-        if est not in best or score > best[est][0]:
-            best[est] = (score, label)
-    return {est: label for est, (_, label) in best.items()}
+    def figure_arrays(self, params, data) -> dict[str, jax.Array]:
+        return {"gate_hist": self.gate_histogram(params)}
 
 
 def make_task(config: Config) -> DLGNTask:

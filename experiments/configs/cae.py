@@ -1,4 +1,4 @@
-"""Categorical autoencoder on MNIST: the paper's second task (DESIGN.md section 2, issue 5).
+"""Categorical autoencoder on MNIST: the paper's second task (DESIGN.md section 2).
 
 Model: encoder 784-512-256-(4 x 8 logits), ReLU; 4 categorical latents of 8 classes through the
 estimator; decoder (4 x 8 one-hot)-256-512-784; loss per image = summed pixel BCE + beta *

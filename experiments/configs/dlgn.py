@@ -23,10 +23,7 @@ docs/RESULTS.md for GPU wall times (machine named there).
 from __future__ import annotations
 
 from dst_jax.sweep.config import SweepConfig
-from dst_jax.tasks.base import ESTIMATOR_FAMILIES
-from dst_jax.tasks.dlgn import RELAXATION, Config
-
-ESTIMATORS = (*ESTIMATOR_FAMILIES, RELAXATION)
+from dst_jax.tasks.dlgn import Config
 
 
 def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
@@ -34,7 +31,6 @@ def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
         return (
             Config(layers=2, width=4800, train_subset=2000, test_subset=1000),
             SweepConfig(
-                estimators=ESTIMATORS,
                 tau_f=(0.5, 2.0),
                 tau_b=(0.5, 2.0),
                 seeds=1,
@@ -44,6 +40,4 @@ def get_config(smoke: bool = False) -> tuple[Config, SweepConfig]:
                 eval_every=50,
             ),
         )
-    return Config(), SweepConfig(
-        estimators=ESTIMATORS, seeds=1, lrs=(0.01,), epochs=100, eval_every=2500
-    )
+    return Config(), SweepConfig(seeds=1, lrs=(0.01,), epochs=100, eval_every=2500)

@@ -1,0 +1,222 @@
+"""`run_sweep`: a whole sweep from configs to files (results.json, summary, PNGs, checkpoint).
+
+This is where compute (`dst_jax.sweep`, `dst_jax.tasks`) meets presentation (`dst_jax.plotting`,
+`dst_jax.summary`): the engine trains, this module writes what it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import jax
+
+from dst_jax import estimators as estimator_lib
+from dst_jax import logic, plotting, summary
+from dst_jax.io import atomic_write_json, atomic_write_text
+from dst_jax.sweep import grid, results
+from dst_jax.sweep.checkpoint import Checkpoint
+from dst_jax.sweep.config import SweepConfig
+from dst_jax.sweep.engine import train_runs
+from dst_jax.tasks import common
+from dst_jax.tasks.base import Task, direction
+
+
+def machine_info() -> dict[str, Any]:
+    devs = jax.devices()
+    return {
+        "platform": devs[0].platform,
+        "device": devs[0].device_kind,
+        "n_devices": len(devs),
+        "n_processes": jax.process_count(),
+        "host_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+    }
+
+
+def selection(task: Task, results_dict: dict[str, Any]) -> tuple[str, str]:
+    """(select, report): the metric that picks the best config and the one reported for it."""
+    splits = results_dict["config"].get("eval_splits", ["test"])
+    select_on = results_dict["config"].get("select_on", splits[0])
+    return f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
+
+
+def run_sweep(
+    task: Task,
+    sweep: SweepConfig,
+    out_dir: str,
+    data_dir: str | None = None,
+    *,
+    progress: bool = True,
+    callback=None,
+    log=print,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train the sweep's grid and write its results into `out_dir`; returns the results dict.
+
+    Files: `results.json` (DESIGN.md section 3; deterministic for a given sweep, so an interrupted
+    and resumed sweep writes the same file), `timing.json` (machine, wall and compile times),
+    `summary.md`, the figures, and `checkpoint/` (resume state; safe to delete once the sweep is
+    done).
+    """
+    t0 = time.perf_counter()
+    runs = grid.expand(sweep, task)
+    data, info = task.load_data(data_dir)
+    n_train = int(data["train_x"].shape[0])
+    steps = sweep.total_steps(n_train, task.config.batch_size)
+    eval_every = min(sweep.eval_every, steps)
+    config = {
+        "task": dataclasses.asdict(task.config),
+        "sweep": dataclasses.asdict(sweep),
+        "steps": steps,
+        "steps_per_epoch": n_train // task.config.batch_size,
+        "eval_every": eval_every,
+    }
+    ckpt = Checkpoint(out_dir)
+    ckpt.open(
+        {
+            "task": task.name,
+            "dataset": info.get("dataset"),
+            "config": {**config, "sweep": {**config["sweep"], "chunk_size": None}},
+            "runs": [dataclasses.asdict(r) for r in runs],
+        }
+    )
+    log(
+        f"{task.name}: {len(runs)} runs x {steps} steps on {info.get('dataset')} "
+        f"({jax.device_count()} {jax.devices()[0].platform} device(s)); out: {out_dir}"
+    )
+    out = train_runs(
+        task,
+        data,
+        runs,
+        steps=steps,
+        eval_every=eval_every,
+        chunk_size=sweep.chunk_size,
+        checkpoint=ckpt,
+        checkpoint_every_s=sweep.checkpoint_every_s,
+        progress=progress,
+        callback=callback,
+    )
+    results_dict = {
+        "task": task.name,
+        "dataset": info.get("dataset"),
+        "config": config,
+        "data": info,
+        "runs": out.runs,
+    }
+    ckpt.add_timing(wall_s=time.perf_counter() - t0)
+    if jax.process_index() == 0:
+        written = write_outputs(task, results_dict, out.figures, out_dir, log)
+        timing = ckpt.timing()
+        atomic_write_json(
+            os.path.join(out_dir, "timing.json"),
+            {
+                "machine": machine_info(),
+                # Every invocation of this sweep (an interrupted one resumes), in total.
+                "wall_s": round(sum(timing["invocations_wall_s"]), 2),
+                "invocations_wall_s": timing["invocations_wall_s"],
+                "per_estimator": out.timing,
+                "command": command or " ".join(sys.argv),
+            },
+        )
+        log("wrote: results.json, timing.json, " + ", ".join(written))
+    return results_dict
+
+
+def write_outputs(
+    task: Task,
+    results_dict: dict[str, Any],
+    figure_arrays: list[dict[str, Any]],
+    out_dir: str,
+    log=print,
+) -> list[str]:
+    """results.json, summary.md and the figures of a finished sweep; returns the names written."""
+    atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
+    runs = results_dict["runs"]
+    select, report = selection(task, results_dict)
+    sel_dir = direction(task, select)
+    metrics = tuple(dict.fromkeys((select, report, *task.heatmap_metrics, "train_loss")))
+    estimators = list(dict.fromkeys(r["estimator"] for r in runs))
+    text = summary.sweep_summary(runs, select, report, sel_dir, metrics, estimators)
+    atomic_write_text(os.path.join(out_dir, "summary.md"), text + "\n")
+    log("\n" + text)
+
+    best = results.best_per_estimator(runs, select, sel_dir, metrics)
+    written = ["summary.md"]
+    written += heatmaps(task, runs, select, out_dir)
+    groups = {
+        f"{est} ({row['tau_f']:g}, {row['tau_b']:g})": results.runs_of(runs, row)
+        for est, row in best.items()
+    }
+    if groups:
+        fig = plotting.curves(groups, tuple(dict.fromkeys(("train_loss", select, report))))
+        written.append(os.path.basename(plotting.save(fig, os.path.join(out_dir, "curves.png"))))
+    written += task_figures(task, results_dict, best, figure_arrays, out_dir)
+    return written
+
+
+def heatmaps(task: Task, runs: list[dict[str, Any]], select: str, out_dir: str) -> list[str]:
+    """`heatmap_<estimator>_<metric>.png` for every two-temperature estimator of the sweep and
+    every heatmap metric of the task; the starred cell is the best config by `select`."""
+    written = []
+    sel_dir = direction(task, select)
+    present = dict.fromkeys(r["estimator"] for r in runs)
+    for est in present:
+        if est not in estimator_lib.REGISTRY or estimator_lib.REGISTRY[est].n_temperatures != 2:
+            continue
+        tfs, tbs, sel = results.heatmap_grid(runs, select, sel_dir, est)
+        if sel.size == 0 or not (sel == sel).any():
+            continue
+        best = results.best_cell(sel, sel_dir)
+        for metric in task.heatmap_metrics:
+            _, _, mat = results.heatmap_grid(runs, metric, sel_dir, est, select=select)
+            title = f"{est}: {metric} (mean over seeds); star: best by {select}"
+            fig = plotting.heatmap(tfs, tbs, mat, best, direction(task, metric), metric, title)
+            name = f"heatmap_{est}_{metric}.png"
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
+    return written
+
+
+def task_figures(
+    task: Task,
+    results_dict: dict[str, Any],
+    best: dict[str, dict[str, Any]],
+    figure_arrays: list[dict[str, Any]],
+    out_dir: str,
+) -> list[str]:
+    """Figures from the task's arrays, for the best config of each estimator (its lowest
+    seed): `codes_<estimator>.png` from a code grid, `gate_hist.png` from gate histograms."""
+    runs = results_dict["runs"]
+    chosen = {est: figure_arrays[results.run_indices(runs, row)[0]] for est, row in best.items()}
+    written = []
+    hists = {}
+    for est, arrays in chosen.items():
+        row = best[est]
+        label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g}, seed {row['seeds'][0]})"
+        if "code_grid" in arrays:
+            name = f"codes_{est}.png"
+            fig = plotting.code_grid(
+                arrays["code_grid"], f"{task.name}: decoded codes, best {label}"
+            )
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
+        if "gate_hist" in arrays:
+            hist = arrays["gate_hist"]
+            ppl = float(common.perplexity(hist))
+            hists[f"{label}, perplexity {ppl:.2f}"] = hist
+    if hists:
+        title = (
+            f"{task.name}: gate usage of the best config per estimator ({results_dict['dataset']})"
+        )
+        fig = plotting.histograms(
+            hists, logic.GATE_NAMES, title, "fraction of neurons (argmax gate)"
+        )
+        plotting.save(fig, os.path.join(out_dir, "gate_hist.png"))
+        written.append("gate_hist.png")
+    return written

@@ -1,0 +1,154 @@
+"""Markdown summaries of a sweep: the best config per estimator with intervals, the paired
+comparisons, and where each optimum lies. Used for `summary.md` and `experiments.report`.
+
+Every "best" here is the rule of `dst_jax.sweep.results`: the config with the best mean over
+seeds of the selection metric (`select`, a validation metric unless the sweep selects on
+test); the numbers reported are `report` metrics of that config.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from dst_jax import estimators as estimator_lib
+from dst_jax.sweep import results
+from dst_jax.sweep.stats import Paired
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def mean_std_ci(row: dict[str, Any], metric: str, digits: int = 4) -> str:
+    """ "mean ± std [lo, hi]" (std ddof = 1, 95% Student-t interval of the mean over seeds)."""
+    m, s, ci = row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_ci"]
+    if not math.isfinite(s):
+        return f"{_fmt(m, digits)} (1 seed)"
+    return f"{_fmt(m, digits)} ± {_fmt(s, digits)} [{_fmt(m - ci, digits)}, {_fmt(m + ci, digits)}]"
+
+
+def best_table(
+    best: dict[str, dict[str, Any]], metrics: Sequence[str], estimators: Sequence[str]
+) -> str:
+    """The best config per estimator: temperatures, seeds and each metric's mean ± std [95% CI]."""
+    head = ["estimator", "tau_f", "tau_b", "lr", "seeds", *metrics]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for est in estimators:
+        row = best.get(est)
+        if row is None:
+            lines.append(f"| {est} | " + " | ".join(["-"] * (len(head) - 1)) + " |")
+            continue
+        cells = [
+            est,
+            f"{row['tau_f']:g}",
+            f"{row['tau_b']:g}",
+            f"{row['lr']:g}",
+            f"{row['n_seeds'] - row['n_diverged']}/{row['n_seeds']}",
+            *(mean_std_ci(row, m) for m in metrics),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _entry(name: str) -> estimator_lib.Estimator | None:
+    # Results may name an estimator this installation no longer registers.
+    return estimator_lib.REGISTRY[name] if name in estimator_lib.REGISTRY else None
+
+
+def _config(row: dict[str, Any]) -> str:
+    entry = _entry(row["estimator"])
+    if entry is not None and entry.n_temperatures == 1:
+        return f"{row['estimator']} (tau = {row[entry.writes_tau_to[0]]:g})"
+    if entry is not None and entry.n_temperatures == 0:
+        return row["estimator"]
+    return f"{row['estimator']} ({row['tau_f']:g}, {row['tau_b']:g})"
+
+
+def _paired_line(label_a: str, label_b: str, p: Paired, digits: int = 4) -> str:
+    d = p.diff
+    if p.n == 0:
+        return f"| {label_a} | {label_b} | - | - | 0 |"
+    interval = (
+        f"[{_fmt(d.mean - d.ci, digits)}, {_fmt(d.mean + d.ci, digits)}]"
+        if math.isfinite(d.ci)
+        else "-"
+    )
+    return f"| {label_a} | {label_b} | {_fmt(d.mean, digits)} | {interval} | {p.wins}/{p.n} |"
+
+
+def paired_table(
+    runs: list[dict[str, Any]],
+    best: dict[str, dict[str, Any]],
+    select: str,
+    report: str,
+    direction: str,
+    reference: str = estimator_lib.REFERENCE,
+) -> str:
+    """Paired comparisons on `report`, seed by seed (A - B; "A wins" counts seeds where A is
+    better in the metric's direction):
+    - the best config of `reference` against the best config of every other estimator;
+    - for each two-temperature estimator, its best cell against its best diagonal cell
+      (tau_f = tau_b), the comparison behind the claim that decoupling helps.
+    """
+    head = f"| A | B | mean A - B ({report}) | 95% interval | A wins |\n|---|---|---|---|---|"
+    lines = [head]
+    ref = best.get(reference)
+    if ref is not None:
+        for est, row in best.items():
+            if est != reference:
+                p = results.compare(runs, ref, row, report, direction)
+                lines.append(_paired_line(_config(ref), _config(row), p))
+    for est, row in best.items():
+        entry = _entry(est)
+        if entry is None or entry.n_temperatures != 2:
+            continue
+        diag = results.best_diagonal(runs, est, select, direction)
+        if diag is not None and (diag["tau_f"], diag["tau_b"]) != (row["tau_f"], row["tau_b"]):
+            p = results.compare(runs, row, diag, report, direction)
+            lines.append(_paired_line(_config(row), _config(diag) + " diagonal", p))
+        elif diag is not None:
+            lines.append(f"| {_config(row)} | (the best cell is on the diagonal) | 0 | - | - |")
+    return "\n".join(lines)
+
+
+def optimum_lines(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per tempered estimator: its best temperatures and whether each is interior."""
+    lines = []
+    for est, row in best.items():
+        entry = _entry(est)
+        if entry is None or not entry.axes:
+            continue
+        pos = results.optimum_position(runs, row, entry.axes)
+        where = ", ".join(f"{axis} = {row[axis]:g} ({p})" for axis, p in pos.items())
+        interior = all(p == "interior" for p in pos.values())
+        lines.append(f"- {est}: {where}; {'interior' if interior else 'ON THE EDGE of the grid'}")
+    return lines
+
+
+def sweep_summary(
+    runs: list[dict[str, Any]],
+    select: str,
+    report: str,
+    direction: str,
+    metrics: Sequence[str],
+    estimators: Sequence[str],
+) -> str:
+    """The whole summary.md: best configs, paired comparisons and optimum positions."""
+    best = results.best_per_estimator(runs, select, direction, metrics)
+    parts = [
+        f"Best config per estimator, selected by mean `{select}` over seeds; "
+        "mean ± std (ddof = 1) [95% Student-t interval] over seeds:",
+        "",
+        best_table(best, metrics, estimators),
+        "",
+        f"Paired comparisons on `{report}` (same seeds, same initialisation and minibatch order):",
+        "",
+        paired_table(runs, best, select, report, direction),
+        "",
+        "Where each optimum lies on its temperature grid:",
+        "",
+        *optimum_lines(runs, best),
+    ]
+    return "\n".join(parts)

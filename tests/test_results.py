@@ -1,0 +1,118 @@
+"""Results as data: statistics over seeds, the best-config rule, paired comparisons, summaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dst_jax import summary
+from dst_jax.sweep import results, stats
+
+
+def run(est, tf, tb, seed, **final):
+    return {
+        "estimator": est,
+        "tau_f": tf,
+        "tau_b": tb,
+        "seed": seed,
+        "lr": 1e-3,
+        "diverged": False,
+        "final": final,
+    }
+
+
+def test_summary_uses_ddof_1_and_a_student_t_interval():
+    s = stats.summarize([1.0, 2.0, 4.0])
+    assert s.mean == pytest.approx(7 / 3)
+    assert s.std == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))  # 1.5275, not ddof=0's 1.247
+    # t_{0.975, 2} = 4.302652729911275 (tables); half-width = t * std / sqrt(n).
+    assert s.ci == pytest.approx(4.302652729911275 * s.std / math.sqrt(3), rel=1e-9)
+    assert s.n == 3
+
+
+def test_summary_of_one_value_or_none():
+    one = stats.summarize([0.5, None, float("nan")])
+    assert one.mean == 0.5 and one.n == 1 and math.isnan(one.std) and math.isnan(one.ci)
+    none = stats.summarize([])
+    assert none.n == 0 and math.isnan(none.mean)
+
+
+def test_paired_differences_are_seed_by_seed():
+    a = {0: 0.80, 1: 0.82, 2: 0.79, 3: 0.90}
+    b = {0: 0.78, 1: 0.81, 2: 0.80}  # seed 3 missing: not paired
+    p = stats.paired(a, b, "max")
+    assert p.n == 3 and p.wins == 2
+    np.testing.assert_allclose(p.diff.mean, np.mean([0.02, 0.01, -0.01]))
+    assert stats.paired(a, b, "min").wins == 1  # for a loss, smaller is better
+
+
+def test_best_config_is_the_best_mean_over_seeds_in_the_metric_direction():
+    runs = [
+        run("e", 0.1, 0.1, 0, val=0.9, test=0.5),
+        run("e", 0.1, 0.1, 1, val=0.1, test=0.5),  # mean 0.5, but the best single run
+        run("e", 0.5, 0.5, 0, val=0.6, test=0.7),
+        run("e", 0.5, 0.5, 1, val=0.6, test=0.7),
+        run("e", 2.0, 2.0, 0, val=float("nan"), test=0.99),  # NaN never wins
+    ]
+    best = results.best_per_estimator(runs, "val", "max", ("test",))
+    assert (best["e"]["tau_f"], best["e"]["test_mean"]) == (0.5, 0.7)
+    # A loss is minimised: the lowest mean wins.
+    assert results.best_per_estimator(runs, "val", "min")["e"]["tau_f"] == 0.1
+
+
+def test_selection_on_validation_reports_the_selected_configs_test_metric():
+    """Validation and test disagree: the chosen config is the validation one."""
+    runs = [run("e", 0.1, 0.1, s, val=0.9, test=0.6) for s in range(2)]
+    runs += [run("e", 0.3, 0.3, s, val=0.7, test=0.8) for s in range(2)]
+    on_val = results.best_per_estimator(runs, "val", "max", ("test",))["e"]
+    on_test = results.best_per_estimator(runs, "test", "max", ("test",))["e"]
+    assert (on_val["tau_f"], on_val["test_mean"]) == (0.1, 0.6)
+    assert (on_test["tau_f"], on_test["test_mean"]) == (0.3, 0.8)
+
+
+def test_heatmap_grid_and_the_best_cell():
+    runs = [
+        run("d", tf, tb, s, m=tf + 10 * tb + s)
+        for tf in (0.1, 1.0)
+        for tb in (0.5, 2.0, 3.0)
+        for s in range(2)
+    ]
+    tfs, tbs, mat = results.heatmap_grid(runs, "m", "max", "d")
+    assert tfs == [0.1, 1.0] and tbs == [0.5, 2.0, 3.0]
+    np.testing.assert_allclose(mat[1, 2], 1.0 + 30 + 0.5)
+    assert results.best_cell(mat, "max") == (1, 2)
+    assert results.best_cell(mat, "min") == (0, 0)
+
+
+def test_optimum_position_and_diagonal():
+    runs = [
+        run("d", tf, tb, 0, m=-abs(tf - 0.1) - abs(tb - 0.7))
+        for tf in (0.1, 0.3, 1.0)
+        for tb in (0.3, 0.7, 1.0)
+    ]
+    best = results.best_per_estimator(runs, "m", "max")["d"]
+    assert results.optimum_position(runs, best, ("tau_f", "tau_b")) == {
+        "tau_f": "low edge",
+        "tau_b": "interior",
+    }
+    diag = results.best_diagonal(runs, "d", "m", "max")
+    assert (diag["tau_f"], diag["tau_b"]) == (0.3, 0.3)
+
+
+def test_summary_markdown_has_intervals_and_the_paired_tables():
+    runs = []
+    for s in range(3):
+        runs += [run("decoupled_st", 0.1, 0.7, s, val_acc=0.85 + s / 100, test_acc=0.84 + s / 100)]
+        runs += [run("decoupled_st", 0.3, 0.3, s, val_acc=0.82, test_acc=0.81 + s / 200)]
+        runs += [run("softmax_ste", 0.3, 0.3, s, val_acc=0.82, test_acc=0.80)]
+    text = summary.sweep_summary(
+        runs, "val_acc", "test_acc", "max", ("val_acc", "test_acc"), ["decoupled_st", "softmax_ste"]
+    )
+    assert "| decoupled_st | 0.1 | 0.7 | 0.001 | 3/3 | 0.8600 ± 0.0100 [" in text
+    # Decoupled ST's best against Softmax STE's best, and against its own diagonal.
+    assert "| decoupled_st (0.1, 0.7) | softmax_ste (tau = 0.3) | 0.0500 |" in text
+    assert "| 3/3 |" in text
+    assert "| decoupled_st (0.1, 0.7) | decoupled_st (0.3, 0.3) diagonal |" in text
+    assert "decoupled_st: tau_f = 0.1 (low edge), tau_b = 0.7 (high edge)" in text
