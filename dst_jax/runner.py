@@ -18,7 +18,7 @@ import jax
 from dst_jax import estimators as estimator_lib
 from dst_jax import logic, plotting, summary
 from dst_jax.io import atomic_write_json, atomic_write_text
-from dst_jax.sweep import grid, results
+from dst_jax.sweep import grid, refine, results
 from dst_jax.sweep.checkpoint import Checkpoint
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.engine import train_runs
@@ -39,11 +39,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def selection(task: Task, results_dict: dict[str, Any]) -> tuple[str, str]:
-    """(select, report): the metric that picks the best config and the one reported for it."""
-    splits = results_dict["config"].get("eval_splits", ["test"])
-    select_on = results_dict["config"].get("select_on", splits[0])
-    return f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
+def selection(task: Task, config: dict[str, Any]) -> tuple[str, str]:
+    """(select, report) of a results config: the metric that picks the best config (the
+    headline metric on the selection split) and the one reported for it (on the test split)."""
+    return f"{config['sweep']['select_on']}_{task.headline_metric}", f"test_{task.headline_metric}"
 
 
 def run_sweep(
@@ -67,6 +66,12 @@ def run_sweep(
     t0 = time.perf_counter()
     runs = grid.expand(sweep, task)
     data, info = task.load_data(data_dir)
+    if sweep.select_on == "val" and "val_x" not in data:
+        raise ValueError(
+            "select_on='val' needs a validation split, but the task's val_fraction is 0; "
+            "set a positive val_fraction (--set val_fraction=0.1) or select on test "
+            "(--select-on test)"
+        )
     n_train = int(data["train_x"].shape[0])
     steps = sweep.total_steps(n_train, task.config.batch_size)
     eval_every = min(sweep.eval_every, steps)
@@ -76,6 +81,7 @@ def run_sweep(
         "steps": steps,
         "steps_per_epoch": n_train // task.config.batch_size,
         "eval_every": eval_every,
+        "eval_splits": [s for s in ("val", "test") if f"{s}_x" in data],
     }
     ckpt = Checkpoint(out_dir)
     ckpt.open(
@@ -90,37 +96,61 @@ def run_sweep(
         f"{task.name}: {len(runs)} runs x {steps} steps on {info.get('dataset')} "
         f"({jax.device_count()} {jax.devices()[0].platform} device(s)); out: {out_dir}"
     )
-    out = train_runs(
-        task,
-        data,
-        runs,
-        steps=steps,
-        eval_every=eval_every,
-        chunk_size=sweep.chunk_size,
-        checkpoint=ckpt,
-        checkpoint_every_s=sweep.checkpoint_every_s,
-        progress=progress,
-        callback=callback,
-    )
+
+    def train(round_runs, tag):
+        return train_runs(
+            task,
+            data,
+            round_runs,
+            steps=steps,
+            eval_every=eval_every,
+            chunk_size=sweep.chunk_size,
+            checkpoint=ckpt,
+            checkpoint_every_s=sweep.checkpoint_every_s,
+            progress=progress,
+            callback=callback,
+            tag=tag,
+            test_at=sweep.test_at,
+            prng=sweep.prng,
+        )
+
+    out = train(runs, "grid")
+    records = [{**r, "round": 0} for r in out.runs]
+    figures, per_estimator = list(out.figures), {"grid": out.timing}
+    select, _ = selection(task, config)
+    for k in range(1, sweep.refine + 1):
+        extra = refine.new_runs(records, runs, select, direction(task, select))
+        if not extra:
+            break
+        log(f"refinement round {k}: {len(extra)} runs beyond the edges of the grid")
+        out = train(extra, f"refine{k}")
+        runs += extra
+        records += [{**r, "round": k} for r in out.runs]
+        figures += out.figures
+        per_estimator[f"refine{k}"] = out.timing
+    # The chunk sizes that actually ran (a resumed sweep keeps its first invocation's).
+    config["chunk_sizes"] = {
+        tag: {est: t["chunk_size"] for est, t in per.items()} for tag, per in per_estimator.items()
+    }
     results_dict = {
         "task": task.name,
         "dataset": info.get("dataset"),
         "config": config,
         "data": info,
-        "runs": out.runs,
+        "runs": records,
     }
     ckpt.add_timing(wall_s=time.perf_counter() - t0)
     if jax.process_index() == 0:
-        written = write_outputs(task, results_dict, out.figures, out_dir, log)
-        timing = ckpt.timing()
+        written = write_outputs(task, results_dict, figures, out_dir, log)
+        invocations = ckpt.timing()["invocations_wall_s"]
         atomic_write_json(
             os.path.join(out_dir, "timing.json"),
             {
                 "machine": machine_info(),
                 # Every invocation of this sweep (an interrupted one resumes), in total.
-                "wall_s": round(sum(timing["invocations_wall_s"]), 2),
-                "invocations_wall_s": timing["invocations_wall_s"],
-                "per_estimator": out.timing,
+                "wall_s": round(sum(invocations), 2),
+                "invocations_wall_s": invocations,
+                "per_estimator": per_estimator,
                 "command": command or " ".join(sys.argv),
             },
         )
@@ -138,7 +168,7 @@ def write_outputs(
     """results.json, summary.md and the figures of a finished sweep; returns the names written."""
     atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
     runs = results_dict["runs"]
-    select, report = selection(task, results_dict)
+    select, report = selection(task, results_dict["config"])
     sel_dir = direction(task, select)
     metrics = tuple(dict.fromkeys((select, report, *task.heatmap_metrics, "train_loss")))
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))

@@ -137,6 +137,8 @@ def sweep_summary(
 ) -> str:
     """The whole summary.md: best configs, paired comparisons and optimum positions."""
     best = results.best_per_estimator(runs, select, direction, metrics)
+    rounds = max((r.get("round", 0) for r in runs), default=0)
+    refined = sum(r.get("round", 0) > 0 for r in runs)
     parts = [
         f"Best config per estimator, selected by mean `{select}` over seeds; "
         "mean ± std (ddof = 1) [95% Student-t interval] over seeds:",
@@ -147,7 +149,12 @@ def sweep_summary(
         "",
         paired_table(runs, best, select, report, direction),
         "",
-        "Where each optimum lies on its temperature grid:",
+        "Where each optimum lies on its temperature grid"
+        + (
+            f" (after {rounds} refinement round(s), {refined} runs beyond the first grid):"
+            if rounds
+            else ":"
+        ),
         "",
         *optimum_lines(runs, best),
     ]

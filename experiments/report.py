@@ -1,86 +1,107 @@
 """Markdown report of a finished sweep, for docs/RESULTS.md.
 
-    python -m experiments.report results/sbn [--metric test_acc_stoch]
+    python -m experiments.report results/sbn [--select-on val|test]
 
-Prints: the best config per estimator (mean +- std over seeds), where Decoupled ST's best
-(tau_f, tau_b) lies against the diagonal tau_f = tau_b, the best diagonal cell, and the machine and
-wall time from timing.json.
+Prints: the protocol (data, steps, seeds, selection), the best config per estimator with mean,
+std (ddof = 1) and 95% Student-t interval over seeds, the paired comparisons (Decoupled ST's best
+against every other estimator's best; every two-temperature estimator's best cell against its
+best diagonal cell), where each optimum lies on its grid, how the selected test numbers change
+when selecting on test instead of validation, and the machine and wall time from timing.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from dst_jax import tasks
-from dst_jax.plotting import best_cell, heatmap_grid
-from dst_jax.sweep.results import best_per_estimator, format_summary
+from dst_jax import summary, tasks
+from dst_jax.sweep import results
+from dst_jax.tasks.base import direction
 
 
-def report(out_dir: str, metric: str | None = None) -> str:
+def _selection_shift(task, runs: list[dict[str, Any]], report: str) -> list[str]:
+    """How much each estimator's reported test number changes between selecting its best config
+    on validation and on test (the optimism of selecting on the number one reports)."""
+    if not any(f"val_{task.headline_metric}" in r["final"] for r in runs):
+        return []
+    val_sel, test_sel = f"val_{task.headline_metric}", f"test_{task.headline_metric}"
+    d = direction(task, report)
+    on_val = results.best_per_estimator(runs, val_sel, d, (report,))
+    on_test = results.best_per_estimator(runs, test_sel, d, (report,))
+    lines = [
+        f"Selected on validation vs on test (`{report}`, mean over seeds of the selected config):",
+        "",
+        "| estimator | on validation | on test | difference | same config |",
+        "|---|---|---|---|---|",
+    ]
+    for est in on_val:
+        if est not in on_test:
+            continue
+        a, b = on_val[est], on_test[est]
+        same = results.config_key(a) == results.config_key(b)
+        diff = b[f"{report}_mean"] - a[f"{report}_mean"]
+        lines.append(
+            f"| {est} | {a[f'{report}_mean']:.4f} | {b[f'{report}_mean']:.4f} | "
+            f"{diff:+.4f} | {'yes' if same else 'no'} |"
+        )
+    return lines
+
+
+def report(out_dir: str, select_on: str | None = None) -> str:
     out = Path(out_dir)
     res = json.loads((out / "results.json").read_text())
     timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
     task = tasks.make(res["task"])
-    metric = metric or task.headline_metric
-    direction = task.metric_directions.get(metric, "max")
-    metrics = tuple(dict.fromkeys((metric, *task.heatmap_metrics, "train_loss")))
+    cfg = res["config"]
+    select_on = select_on or cfg["sweep"].get("select_on", "val")
+    select, report_metric = f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
     runs = res["runs"]
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))
-    best = best_per_estimator(runs, metric, direction, metrics)
-    cfg = res["config"]
+    metrics = tuple(dict.fromkeys((select, report_metric, *task.heatmap_metrics, "train_loss")))
+    sizes = res.get("data", {}).get("split_sizes", {})
+    seeds = cfg["sweep"]["seeds"]
     lines = [
-        f"Data: {res['dataset']}; {len(runs)} runs x {cfg['steps']} steps "
-        f"({cfg['steps'] / cfg['steps_per_epoch']:.2f} epochs), evaluated every "
-        f"{cfg['eval_every']} steps; seeds per config: {cfg['sweep']['seeds']}.",
+        f"Data: {res['dataset']} ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}); "
+        f"{len(runs)} runs x {cfg['steps']:,} steps ({cfg['steps'] / cfg['steps_per_epoch']:.2f} "
+        f"epochs), evaluated every {cfg['eval_every']} steps; {seeds} seed(s) per config; "
+        f"best configs selected on {select_on}, reported on test.",
         "",
-        f"Best config per estimator, by mean final `{metric}` over seeds:",
-        "",
-        format_summary(best, metrics, estimators),
+        summary.sweep_summary(
+            runs, select, report_metric, direction(task, select), metrics, estimators
+        ),
     ]
-    tfs, tbs, mat = heatmap_grid(runs, metric, direction)
-    if mat.size and np.isfinite(mat).any():
-        i, j = best_cell(mat, direction)
-        diag = [(t, mat[tfs.index(t), tbs.index(t)]) for t in tfs if t in tbs]
-        diag = [(t, v) for t, v in diag if np.isfinite(v)]
-        lines += [
-            "",
-            f"Decoupled ST heatmap ({len(tfs)} x {len(tbs)}): best cell tau_f = "
-            f"{tfs[i]:g}, tau_b = {tbs[j]:g} ({metric} = {mat[i, j]:.4f}); "
-            f"tau_b / tau_f = {tbs[j] / tfs[i]:.3g}.",
-        ]
-        if diag:
-            pick = max if direction == "max" else min
-            td, vd = pick(diag, key=lambda tv: tv[1])
-            gain = (mat[i, j] - vd) if direction == "max" else (vd - mat[i, j])
-            better = "higher" if direction == "max" else "lower"
-            lines.append(
-                f"Best cell on the diagonal tau_f = tau_b: {td:g} ({metric} = {vd:.4f}); "
-                f"the best cell is better by {gain:.4f} ({better} is better)."
-            )
+    shift = _selection_shift(task, runs, report_metric)
+    if shift:
+        lines += ["", *shift]
     if timing:
         m = timing.get("machine", {})
+        wall = timing.get("wall_s")
+        hours = (
+            f" ({wall / 3600:.2f} h)"
+            if isinstance(wall, int | float) and math.isfinite(wall)
+            else ""
+        )
         lines += [
             "",
             f"Machine: {m.get('device')} ({m.get('platform')}, {m.get('n_devices')} "
             f"device(s), {m.get('host_cpus')} host CPUs), jax {m.get('jax')}; "
-            f"wall time {timing.get('wall_s')} s.",
+            f"wall time {wall} s{hours}.",
             f"Command: `{timing.get('command')}`",
         ]
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("out_dir")
-    p.add_argument("--metric", default=None)
-    args = p.parse_args()
-    print(report(args.out_dir, args.metric))
+    p.add_argument("--select-on", choices=("val", "test"), default=None)
+    args = p.parse_args(argv)
+    print(report(args.out_dir, args.select_on))
 
 
 if __name__ == "__main__":

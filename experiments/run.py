@@ -19,6 +19,7 @@ import typing
 from dst_jax import tasks
 from dst_jax.argtypes import floats, names, positive_int
 from dst_jax.runner import run_sweep
+from dst_jax.sweep import grid
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +50,42 @@ def parser() -> argparse.ArgumentParser:
         help="configs per compiled chunk (default: estimated from device memory)",
     )
     p.add_argument(
+        "--select-on",
+        choices=("val", "test"),
+        help="split whose headline metric picks the best config (default: val)",
+    )
+    p.add_argument(
+        "--test-at",
+        choices=("every", "end"),
+        help="evaluate the test split at every evaluation or only after the last step "
+        "(default: end)",
+    )
+    p.add_argument(
+        "--refine",
+        type=int,
+        metavar="N",
+        help="up to N rounds extending a temperature axis whose optimum is on its edge",
+    )
+    p.add_argument(
+        "--prng",
+        choices=("threefry2x32", "rbg", "unsafe_rbg"),
+        help="JAX PRNG implementation of every random stream (default: threefry2x32)",
+    )
+    p.add_argument(
+        "--checkpoint-every-s",
+        type=float,
+        help="save mid-chunk state at most this often (seconds; default 60)",
+    )
+    hp = p.add_argument_group("hyperparameters of a run (each a grid axis: comma lists)")
+    for f in grid.HPARAMS:
+        choices = f.metadata["choices"]
+        hp.add_argument(
+            f.metadata["flag"],
+            dest=f"hp_{f.name}",
+            type=_axis_values(f),
+            help=f"{f.metadata['help']}" + (f"; one of {', '.join(choices)}" if choices else ""),
+        )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -69,6 +106,25 @@ def parser() -> argparse.ArgumentParser:
     multi.add_argument("--num-processes", type=positive_int("--num-processes"))
     multi.add_argument("--process-id", type=int, help="this process's id, 0 to num-processes - 1")
     return p
+
+
+def _axis_values(field):
+    """argparse type for a hyperparameter's comma list of values (see `grid.Run`)."""
+    flag, parse, choices = (field.metadata[k] for k in ("flag", "parse", "choices"))
+
+    def read(text: str) -> tuple:
+        try:
+            values = tuple(parse(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag}: cannot read {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{flag} needs at least one value")
+        bad = [v for v in values if choices and v not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{flag} must be one of {', '.join(choices)}")
+        return values
+
+    return read
 
 
 def init_distributed(args: argparse.Namespace) -> None:
@@ -143,7 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         "max_steps": args.max_steps,
         "eval_every": args.eval_every,
         "chunk_size": args.chunk_size,
+        "select_on": args.select_on,
+        "test_at": args.test_at,
+        "refine": args.refine,
+        "prng": args.prng,
+        "checkpoint_every_s": args.checkpoint_every_s,
     }
+    axes = {f.name: getattr(args, f"hp_{f.name}") for f in grid.HPARAMS}
+    axes = {k: v for k, v in axes.items() if v is not None}
+    if axes:
+        overrides["axes"] = {**sweep.axes, **axes}
     sweep = dataclasses.replace(sweep, **{k: v for k, v in overrides.items() if v is not None})
     task = tasks.make(args.task, task_config)
     try:

@@ -176,7 +176,9 @@ def test_build_data_wiring_and_subsets():
     x, _ = synthetic(256, 48, 0)
     y = np.repeat(np.arange(4), 64)  # sorted by class, like the CIFAR-10 JPEG copy
     data = dlgn.build_data(config, x, y, x, y)
-    assert data["train_x"].shape == (100, 48) and data["test_y"].shape == (50,)
+    # 100 training examples, of which 10% are held out for validation.
+    assert data["train_x"].shape == (90, 48) and data["val_y"].shape == (10,)
+    assert data["test_y"].shape == (50,)
     # The subsets are seeded random draws: every class is present, and the rows stay paired.
     assert set(data["train_y"].tolist()) == set(range(4)) == set(data["test_y"].tolist())
     rows = [np.flatnonzero((x == r).all(1))[0] for r in data["train_x"]]

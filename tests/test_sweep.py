@@ -26,7 +26,14 @@ class TinySBN(SBNTask):
         teacher = rng.normal(size=(24, 4))
         x = rng.uniform(size=(600, 24)).astype(np.float32)
         y = (x @ teacher).argmax(-1).astype(np.int32)
-        data = {"train_x": x[:400], "train_y": y[:400], "test_x": x[400:], "test_y": y[400:]}
+        data = {
+            "train_x": x[:400],
+            "train_y": y[:400],
+            "val_x": x[400:500],
+            "val_y": y[400:500],
+            "test_x": x[500:],
+            "test_y": y[500:],
+        }
         return data, {"dataset": "synthetic"}
 
 
@@ -48,6 +55,7 @@ SWEEP = SweepConfig(
     seeds=2,
     epochs=1.5,  # 20 steps an epoch: 30 steps
     eval_every=15,
+    test_at="every",
 )
 
 
@@ -128,14 +136,10 @@ def test_a_diverged_run_keeps_its_last_finite_parameters(task_and_data):
     """After a non-finite step the parameters are those of the last finite step, whatever the
     (unguarded) optimiser state does afterwards."""
     task, data = task_and_data
-    init, segment = make_fns(task, estimators.REGISTRY["decoupled_st"])
+    init, segment = make_fns(task, estimators.REGISTRY["decoupled_st"], total_steps=6)
     # Adam's first step moves every weight by ~lr = 1e37: finite weights, non-finite logits.
-    hp = {
-        "seed": np.int32(0),
-        "tau_f": np.float32(1.0),
-        "tau_b": np.float32(1.0),
-        "lr": np.float32(1e37),
-    }
+    run = grid.Run("decoupled_st", 1.0, 1.0, 0, 1e37)
+    hp = {k: v[0] for k, v in grid.hparams_array([run], 1).items()}
     run = jax.jit(segment, static_argnums=4)
     frozen, _ = run(init(hp, data), hp, data, np.int32(0), 6)
     assert bool(frozen.diverged)

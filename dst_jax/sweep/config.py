@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 # DESIGN.md section 2: the default temperature axis, used for both tau_f and tau_b.
 DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -17,7 +20,8 @@ class SweepConfig:
     x lrs x seeds and writes each value into the fields its entry names (both for Softmax STE,
     tau_b with tau_f = 1 for ReinMax); an untempered one (e.g. DLGN's softmax relaxation) runs
     once per lr x seed with both fields 1.0. `estimators=None` trains every estimator the task
-    accepts.
+    accepts. `axes` gives the values of the other hyperparameters of a run (`grid.Run`: the
+    schedules), each a grid axis; a hyperparameter not named keeps its default.
     """
 
     estimators: tuple[str, ...] | None = None
@@ -25,11 +29,35 @@ class SweepConfig:
     tau_b: tuple[float, ...] = DEFAULT_TAUS
     seeds: int = 3
     lrs: tuple[float, ...] = (1e-3,)
+    axes: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
     epochs: float = 100.0
     max_steps: int | None = None  # cap on training steps (None: epochs decide)
     eval_every: int = 600  # steps between evaluations (and curve points)
     chunk_size: int | None = None  # configs per compiled chunk (None: estimated from memory)
     checkpoint_every_s: float = 60.0  # mid-chunk state is saved at most this often
+    # Model selection: the split whose headline metric picks the best config ("val", or "test"
+    # to compare with papers that select on test); the test split is evaluated at every
+    # evaluation ("every") or only after the last step ("end").
+    select_on: str = "val"
+    test_at: str = "end"
+    # Rounds of adaptive refinement: where an estimator's best cell lies on the edge of a
+    # temperature axis, the axis is extended beyond it and the new cells trained.
+    refine: int = 0
+    # JAX's PRNG implementation for every random stream of a run (a different one changes the
+    # streams): "threefry2x32" (JAX's default), "rbg" or "unsafe_rbg" (cheaper on some
+    # platforms).
+    prng: str = "threefry2x32"
+
+    def __post_init__(self) -> None:
+        if self.select_on not in ("val", "test"):
+            raise ValueError(f"select_on must be 'val' or 'test', got {self.select_on!r}")
+        if self.test_at not in ("every", "end"):
+            raise ValueError(f"test_at must be 'every' or 'end', got {self.test_at!r}")
+        if self.prng not in PRNG_IMPLS:
+            raise ValueError(f"prng must be one of {PRNG_IMPLS}, got {self.prng!r}")
+        if not (isinstance(self.refine, int) and self.refine >= 0):
+            raise ValueError(f"refine must be an int >= 0 (rounds), got {self.refine!r}")
+        object.__setattr__(self, "axes", {k: tuple(v) for k, v in dict(self.axes).items()})
 
     def total_steps(self, n_train: int, batch_size: int) -> int:
         steps = int(round(self.epochs * (n_train // batch_size)))

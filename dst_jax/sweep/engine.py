@@ -47,8 +47,8 @@ class SweepOutput:
 class Program:
     """The compiled functions of one (task, estimator, mesh), shared by every chunk and call."""
 
-    def __init__(self, task: Task, estimator: estimator_lib.Estimator, mesh):
-        init, segment = make_fns(task, estimator)
+    def __init__(self, task: Task, estimator: estimator_lib.Estimator, mesh, options: dict):
+        init, segment = make_fns(task, estimator, **options)
         cfg_sh = dev.config_sharding(mesh)
         self.init_one = init
         self.init = jax.jit(jax.vmap(init, in_axes=(0, None)), out_shardings=cfg_sh)
@@ -80,12 +80,13 @@ class Program:
 _PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _program(task: Task, estimator: str, mesh) -> Program:
+def _program(task: Task, estimator: str, mesh, **options) -> Program:
+    """The cached `Program`; `options` are `make_fns`'s (total_steps, test_at, prng)."""
     per_task = _PROGRAMS.setdefault(task, {})
     entry = estimator_lib.REGISTRY[estimator]
-    key = (entry, tuple(d.id for d in mesh.devices.flat))
+    key = (entry, tuple(d.id for d in mesh.devices.flat), tuple(sorted(options.items())))
     if key not in per_task:
-        per_task[key] = Program(task, entry, mesh)
+        per_task[key] = Program(task, entry, mesh, options)
     return per_task[key]
 
 
@@ -134,11 +135,13 @@ def plan_chunks(
     first_segment_steps: int,
     chunk_size: int | None,
     checkpoint: Checkpoint | None,
+    tag: str,
 ) -> int:
-    """Configs per chunk for one estimator: `chunk_size` if given, else the largest useful size
-    that fits device memory; a resumed sweep reuses the size its first invocation recorded."""
+    """Configs per chunk for one estimator and `tag`: `chunk_size` if given, else the largest
+    useful size that fits device memory; a resumed sweep reuses the size its first invocation
+    recorded."""
     n_dev = mesh.devices.size
-    est = est_runs[0].estimator
+    est = f"{tag}-{est_runs[0].estimator}"
     size = min(chunk_size or MAX_AUTO_CHUNK, len(est_runs))
     size = max(n_dev, math.ceil(size / n_dev) * n_dev)  # equal shards per device
     if checkpoint is not None:
@@ -233,13 +236,16 @@ def train_runs(
     progress: bool = False,
     callback: Callable[[str, int, int], None] | None = None,
     tag: str = "grid",
+    test_at: str = "every",
+    prng: str = "threefry2x32",
 ) -> SweepOutput:
     """Train `runs` for `steps` steps each, evaluating every `eval_every` steps.
 
     Returns each run's record (final metrics and curves, JSON-ready) and figure arrays. With
     `checkpoint`, finished chunks and mid-chunk state are saved, and a rerun with the same
     arguments continues where the last one stopped; `tag` keeps the chunk files of separate
-    calls of one sweep apart. `callback(estimator, chunk_index, segment_index)` is called after
+    calls of one sweep apart; `test_at` and `prng` are `make_fns`'s options.
+    `callback(estimator, chunk_index, segment_index)` is called after
     every segment (and after its checkpoint); an exception raised there interrupts the sweep
     cleanly.
     """
@@ -266,9 +272,11 @@ def train_runs(
     )
     for est, idxs in by_estimator.items():
         est_runs = [runs[i] for i in idxs]
-        program = _program(task, est, mesh)
+        program = _program(task, est, mesh, total_steps=steps, test_at=test_at, prng=prng)
         compile_before = program.compile_s
-        size = plan_chunks(program, est_runs, mesh, data_g, bounds[0][1], chunk_size, checkpoint)
+        size = plan_chunks(
+            program, est_runs, mesh, data_g, bounds[0][1], chunk_size, checkpoint, tag
+        )
         t_train, t_compile = 0.0, program.compile_s - compile_before
         chunk_ranges = grid.chunks(len(est_runs), size)
         for k, (a, b) in enumerate(chunk_ranges):

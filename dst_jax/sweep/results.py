@@ -21,6 +21,8 @@ from dst_jax.sweep import stats
 from dst_jax.sweep.grid import Run
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "seed")
+# Records written before a hyperparameter existed, or by hand, hold its default.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Run)}
 
 
 def json_number(x) -> float | int | bool | None:
@@ -71,7 +73,7 @@ def run_records(
 
 
 def config_key(run: dict[str, Any]) -> tuple:
-    return tuple(run[k] for k in CONFIG_KEYS)
+    return tuple(run.get(k, _DEFAULTS[k]) for k in CONFIG_KEYS)
 
 
 def group_by_config(runs: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:

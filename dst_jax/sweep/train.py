@@ -1,15 +1,21 @@
 """Training of ONE configuration as pure functions; the grid is `vmap` of these.
 
-PureJaxRL-style: `make_fns(task, estimator)` returns `init(hp, data)` and
+PureJaxRL-style: `make_fns(task, estimator, total_steps)` returns `init(hp, data)` and
 `segment(state, hp, data, start, n_steps)`. A segment runs `n_steps` optimisation steps in a
-`lax.scan`, then evaluates on every evaluation split the data holds (`val`, `test`), all inside
-one compiled function. The host loop only strings segments together (one per evaluation
-interval), which is where checkpoints and the progress bar live.
+`lax.scan`, then evaluates on the validation split (if the data hold one) and the test split
+(after every segment, or only after the last step: `test_at`), all inside one compiled function.
+The host loop only strings segments together (one per evaluation interval), which is where
+checkpoints and the progress bar live.
+
+`hp` holds one config's hyperparameters as scalars (`grid.hparams_array`): temperatures, their
+schedule and final values, learning rate and its schedule, seed. Temperatures and learning rate
+follow their schedules over the `total_steps` of the run (`schedules`); an evaluation after step
+t uses the temperatures of step t.
 
 Randomness is a pure function of (seed, step): the parameter init, the minibatch order, the
 estimator's noise at step t and the evaluation noise after step t are all derived from
-`PRNGKey(seed)` by `fold_in`. A run is therefore the same whether it is trained alone, in a grid,
-in another chunk, or resumed from a checkpoint.
+`jax.random.key(seed, impl=prng)` by `fold_in`. A run is therefore the same whether it is trained
+alone, in a grid, in another chunk, or resumed from a checkpoint.
 
 Divergence: a step whose loss or gradient is not finite is not applied, the run is marked
 `diverged` (sticky) and its parameters stay at their last finite values, so one bad config never
@@ -19,6 +25,7 @@ optimiser state is left to go non-finite: nothing reads it again.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -27,13 +34,14 @@ import optax
 
 from dst_jax.data import pipeline
 from dst_jax.estimators import Estimator
+from dst_jax.sweep import schedules
 from dst_jax.tasks.base import Task
 
 # Evaluation splits, in the order they are evaluated; a task's data holds `<split>_x/_y` for
 # those it has.
 EVAL_SPLITS = ("val", "test")
 
-Hparams = dict[str, jax.Array]  # tau_f, tau_b, lr (float32), seed (int32): scalars per config
+Hparams = dict[str, jax.Array]  # scalars per config (grid.hparams_array)
 
 
 class TrainState(NamedTuple):
@@ -44,18 +52,24 @@ class TrainState(NamedTuple):
     diverged_step: jax.Array  # int32: first such step, -1 if none
 
 
-def _keys(seed: jax.Array) -> dict[str, jax.Array]:
-    k_init, k_data, k_train, k_eval = jax.random.split(jax.random.PRNGKey(seed), 4)
+def _keys(seed: jax.Array, prng: str) -> dict[str, jax.Array]:
+    k_init, k_data, k_train, k_eval = jax.random.split(jax.random.key(seed, impl=prng), 4)
     return {"init": k_init, "data": k_data, "train": k_train, "eval": k_eval}
 
 
-def optimizer(lr: jax.Array) -> optax.GradientTransformation:
+def optimizer(hp: Hparams, total_steps: int) -> optax.GradientTransformation:
     # Built inside the traced function so the learning rate can be a vmapped grid axis.
-    return optax.adam(lr)
+    return optax.adam(schedules.learning_rate(hp["lr_schedule"], hp["lr"], total_steps))
 
 
-def eval_splits(data) -> tuple[str, ...]:
-    return tuple(s for s in EVAL_SPLITS if f"{s}_x" in data)
+def temperatures(hp: Hparams, t: jax.Array, total_steps: int) -> tuple[jax.Array, jax.Array]:
+    """(tau_f, tau_b) at step t: each anneals from its grid value to its final value."""
+    frac = t / total_steps
+    kind = hp["tau_schedule"]
+    return (
+        schedules.temperature(kind, hp["tau_f"], hp["tau_f_final"], frac),
+        schedules.temperature(kind, hp["tau_b"], hp["tau_b_final"], frac),
+    )
 
 
 def _eval_key(keys: dict[str, jax.Array], split: str, end: jax.Array) -> jax.Array:
@@ -65,26 +79,43 @@ def _eval_key(keys: dict[str, jax.Array], split: str, end: jax.Array) -> jax.Arr
     return key if split == "test" else jax.random.fold_in(key, EVAL_SPLITS.index(split) + 1)
 
 
-def make_fns(task: Task, estimator: Estimator):
+def make_fns(
+    task: Task,
+    estimator: Estimator,
+    total_steps: int,
+    *,
+    test_at: str = "every",
+    prng: str = "threefry2x32",
+):
     """(init, segment) for one configuration of `task` trained with `estimator` (an entry of
-    `dst_jax.estimators.REGISTRY`)."""
+    `dst_jax.estimators.REGISTRY`) for `total_steps` steps. `test_at="end"` evaluates the test
+    split only in the segment that ends at `total_steps` (its metrics are NaN before)."""
     batch_size = task.config.batch_size
+    if test_at not in ("every", "end"):
+        raise ValueError(f"test_at must be 'every' or 'end', got {test_at!r}")
 
     def init(hp: Hparams, data) -> TrainState:
-        keys = _keys(hp["seed"])
+        keys = _keys(hp["seed"], prng)
         params = task.init_params(keys["init"], data)
         n = data["train_x"].shape[0]
         return TrainState(
             params=params,
-            opt_state=optimizer(hp["lr"]).init(params),
+            opt_state=optimizer(hp, total_steps).init(params),
             order=pipeline.init_batch_order(n),
             diverged=jnp.zeros((), bool),
             diverged_step=jnp.full((), -1, jnp.int32),
         )
 
+    def evaluate(params, hp, data, split: str, end: jax.Array):
+        tau_f, tau_b = temperatures(hp, end, total_steps)
+        key = _eval_key(_keys(hp["seed"], prng), split, end)
+        x, y = data[f"{split}_x"], data[f"{split}_y"]
+        metrics = task.evaluate(params, key, x, y, data, estimator, tau_f, tau_b)
+        return {f"{split}_{k}": v for k, v in metrics.items()}
+
     def segment(state: TrainState, hp: Hparams, data, start: jax.Array, n_steps: int):
-        keys = _keys(hp["seed"])
-        opt = optimizer(hp["lr"])
+        keys = _keys(hp["seed"], prng)
+        opt = optimizer(hp, total_steps)
         n = data["train_x"].shape[0]
 
         def step(state: TrainState, t: jax.Array):
@@ -92,6 +123,7 @@ def make_fns(task: Task, estimator: Estimator):
                 keys["data"], t, state.order, n=n, batch_size=batch_size
             )
             x, y = data["train_x"][idx], data["train_y"][idx]
+            tau_f, tau_b = temperatures(hp, t, total_steps)
             (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(
                 state.params,
                 jax.random.fold_in(keys["train"], t),
@@ -99,8 +131,8 @@ def make_fns(task: Task, estimator: Estimator):
                 y,
                 data,
                 estimator,
-                hp["tau_f"],
-                hp["tau_b"],
+                tau_f,
+                tau_b,
             )
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
@@ -123,19 +155,23 @@ def make_fns(task: Task, estimator: Estimator):
         state, per_step = jax.lax.scan(step, state, steps)
         end = start + n_steps
         metrics = {k: v.mean() for k, v in per_step.items()}
-        for split in eval_splits(data):
-            split_metrics = task.evaluate(
-                state.params,
-                _eval_key(keys, split, end),
-                data[f"{split}_x"],
-                data[f"{split}_y"],
-                data,
-                estimator,
-                hp["tau_f"],
-                hp["tau_b"],
+        if "val_x" in data:
+            metrics.update(evaluate(state.params, hp, data, "val", end))
+        if test_at == "every":
+            metrics.update(evaluate(state.params, hp, data, "test", end))
+        else:
+            # A cond on the (unbatched) step stays a branch under vmap: the test split costs one
+            # evaluation per run, not one per segment.
+            test = functools.partial(evaluate, state.params, hp, data, "test")
+            metrics.update(
+                jax.lax.cond(end == total_steps, lambda: test(end), lambda: _nan_like(test, end))
             )
-            metrics.update({f"{split}_{k}": v for k, v in split_metrics.items()})
         metrics.update(task.param_metrics(state.params))
         return state, metrics
 
     return init, segment
+
+
+def _nan_like(fn, *args):
+    """NaN arrays of the shapes and dtypes `fn(*args)` returns, without running it."""
+    return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), jax.eval_shape(fn, *args))

@@ -55,8 +55,9 @@ CodesFn = Callable[[jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Hyperparameters of the categorical autoencoder (defaults: the project's protocol).
+class Config(common.SplitConfig):
+    """Hyperparameters of the categorical autoencoder (defaults: the project's protocol); the
+    data split options are `common.SplitConfig`'s.
 
     Attributes:
       dataset: data set name for `dst_jax.data.pipeline.device_split` ("mnist").
@@ -66,9 +67,7 @@ class Config:
       decoder: hidden widths of the decoder MLP (ReLU).
       beta: weight of the KL(softmax(logits) || uniform) term; 0 gives a plain autoencoder.
       batch_size: training minibatch size (read by the sweep engine).
-      eval_batch_size: test images per evaluation slice; bounds evaluation memory per config.
-      train_subset: use only the first k training images (None: all 60,000).
-      test_subset: use only the first k test images (None: all 10,000).
+      eval_batch_size: images per evaluation slice; bounds evaluation memory per config.
     """
 
     dataset: str = "mnist"
@@ -79,10 +78,9 @@ class Config:
     beta: float = 1.0
     batch_size: int = 100
     eval_batch_size: int = 1000
-    train_subset: int | None = None
-    test_subset: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("encoder", "decoder"):
             widths = getattr(self, name)
             if not isinstance(widths, tuple | list) or any(
@@ -100,13 +98,8 @@ class Config:
             raise ValueError(f"Config.classes must be >= 2 (a categorical), got {self.classes}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise ValueError(f"Config.beta must be finite and >= 0, got {self.beta}")
-        for name in ("batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Config.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):
-            k = getattr(self, name)
-            if k is not None and k < 1:
-                raise ValueError(f"Config.{name} must be None (all) or >= 1, got {k}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"Config.batch_size must be an int >= 1, got {self.batch_size!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,24 +311,13 @@ class CAETask:
         return lambda key, logits: sample(key, logits, tau_f, tau_b)
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
-        """MNIST train and test splits, flattened to (N, 784) float32 in [0, 1].
-
-        `train_subset` / `test_subset` keep the first k images of a split (MNIST's file order
-        is not sorted by class, so the first k are a fair sample).
-        """
+        """MNIST splits (train, validation held out of train, test), flattened to (N, 784)
+        float32 in [0, 1] (`common.make_splits`)."""
         cfg = self.config
-        data, info = {}, {"num_examples": {}}
-        for split, k in (("train", cfg.train_subset), ("test", cfg.test_subset)):
-            x, y, split_info = pipeline.device_split(
-                cfg.dataset, split, data_dir=data_dir, preprocess="unit"
-            )
-            x, y = common.subset(x, y, k, None, f"{split} split of {cfg.dataset}")
-            data[f"{split}_x"], data[f"{split}_y"] = x, y
-            # Provenance shared by the splits, plus each split's full and used sizes.
-            info.update({k: v for k, v in split_info.items() if k not in ("split", "num_examples")})
-            info["num_examples"][split] = split_info.get("num_examples")
-            info[f"n_{split}"] = int(x.shape[0])
-        return data, info
+        train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "unit")
+        test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "unit")
+        data = common.make_splits(cfg, train_x, train_y, test_x, test_y)
+        return data, {**info, "split_sizes": common.split_sizes(data)}
 
     def init_params(self, key: jax.Array, data: Mapping[str, jax.Array]) -> Params:
         return init_params(key, self.config, data["train_x"].shape[-1])

@@ -6,6 +6,7 @@ cut into evaluation slices, and what perplexity means.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,82 @@ def subset(x: Any, y: Any, k: int | None, seed: int | None, what: str = "split")
         return x[:k], y[:k]
     idx = np.sort(np.random.default_rng(seed).permutation(n)[:k])
     return x[idx], y[idx]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """How a task cuts its data; every task's `Config` extends it.
+
+    Attributes:
+      val_fraction: share of the training split held out for validation (model selection):
+        a seeded random subset, the same for every run of a sweep; 0 keeps no validation split.
+      val_seed: seed of that subset.
+      train_subset, test_subset: k examples of the split only (quick runs and tests), chosen by
+        a seeded permutation (`subset_seed`) and kept in their original order; None: all. The
+        validation split is cut from the training subset.
+      subset_seed: seed of the subsets (the test subset uses subset_seed + 1).
+      eval_batch_size: examples per evaluation slice (bounds evaluation memory per config).
+    """
+
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    train_subset: int | None = None
+    test_subset: int | None = None
+    subset_seed: int = 0
+    eval_batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.val_fraction, int | float) and 0 <= self.val_fraction < 1):
+            raise ValueError(
+                f"Config.val_fraction must be a number in [0, 1) (0: no validation split), "
+                f"got {self.val_fraction!r}"
+            )
+        for name in ("train_subset", "test_subset"):
+            k = getattr(self, name)
+            if k is not None and not (isinstance(k, int) and k >= 1):
+                raise ValueError(f"Config.{name} must be None (all) or an int >= 1, got {k!r}")
+        if not (isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1):
+            raise ValueError(
+                f"Config.eval_batch_size must be an int >= 1, got {self.eval_batch_size!r}"
+            )
+
+
+def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
+    """(train_x, train_y, val_x, val_y): `round(fraction * N)` examples, chosen by a permutation
+    seeded by `seed`, held out; both parts keep their original order."""
+    n = int(np.shape(y)[0])
+    n_val = int(round(fraction * n))
+    if n_val == 0:
+        return x, y, x[:0], y[:0]
+    if n_val >= n:
+        raise ValueError(f"a validation fraction of {fraction} leaves no training examples of {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return x[train], y[train], x[val], y[val]
+
+
+def make_splits(config: SplitConfig, train_x, train_y, test_x, test_y) -> dict[str, Any]:
+    """The evaluation and training splits of a task's `data` dict: subsets first, then the
+    validation split cut from the training examples (`SplitConfig`). No `val_*` entries when
+    `val_fraction` is 0."""
+    train_x, train_y = subset(
+        train_x, train_y, config.train_subset, config.subset_seed, "train split"
+    )
+    test_x, test_y = subset(
+        test_x, test_y, config.test_subset, config.subset_seed + 1, "test split"
+    )
+    data = {"test_x": test_x, "test_y": test_y}
+    if config.val_fraction > 0:
+        train_x, train_y, val_x, val_y = split_validation(
+            train_x, train_y, config.val_fraction, config.val_seed
+        )
+        data.update(val_x=val_x, val_y=val_y)
+    return {"train_x": train_x, "train_y": train_y, **data}
+
+
+def split_sizes(data: dict[str, Any]) -> dict[str, int]:
+    """{split: number of examples} of a data dict, for results' provenance."""
+    return {k[: -len("_y")]: int(np.shape(v)[0]) for k, v in data.items() if k.endswith("_y")}
 
 
 def pad_to_slices(x_NxD: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:

@@ -47,7 +47,10 @@ from dst_jax.tasks.base import Metrics, PyTree
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(common.SplitConfig):
+    """Hyperparameters of the logic gate network (defaults: difflogic's "small" CIFAR-10
+    network); the data split options are `common.SplitConfig`'s."""
+
     dataset: str = "cifar10"
     layers: int = 4
     width: int = 12000
@@ -60,15 +63,10 @@ class Config:
     # difflogic initialises the gate logits from a standard normal.
     init_std: float = 1.0
     per_example_samples: bool = False  # one gate sample per example instead of per step
-    eval_batch_size: int = 500  # test examples per evaluation slice (bounds grid memory)
-    # Smoke runs and tests: k examples drawn without replacement by a seeded permutation (the
-    # CIFAR-10 JPEG copy is stored sorted by class, so the first k would all be airplanes).
-    train_subset: int | None = None
-    test_subset: int | None = None
-    subset_seed: int = 0
 
     def __post_init__(self):
-        for name in ("layers", "width", "n_classes", "batch_size", "eval_batch_size"):
+        super().__post_init__()
+        for name in ("layers", "width", "n_classes", "batch_size"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"Config.{name} must be a positive integer, got {value}")
@@ -83,15 +81,6 @@ class Config:
             raise ValueError(
                 f"Config.wiring must be one of {logic.WIRING_SCHEMES}, got {self.wiring!r}"
             )
-        for name in ("train_subset", "test_subset"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"Config.{name} must be None or a positive integer, got {v}")
-
-
-def subset(x: Any, y: Any, k: int | None, seed: int) -> tuple[Any, Any]:
-    """k examples of (x, y) chosen by a seeded permutation, kept in their original order."""
-    return common.subset(x, y, k, seed)
 
 
 def layer_wiring(data: Mapping[str, Any], layer: int) -> np.ndarray:
@@ -109,14 +98,13 @@ def build_data(
 ) -> dict[str, np.ndarray]:
     """The task's `data` dict from binary inputs (N, D) and labels (N,), with the wiring tables.
 
-    Applies the train/test subsets (`subset`) and draws every layer's wiring from
-    `config.wiring_seed` (layer l uses seed (wiring_seed, l)). The inverse tables of the hidden
-    layers are padded to a common fan-out F with the out-of-range index 2N (read as zero).
+    Cuts the splits (`common.make_splits`: subsets, then the validation split) and draws every
+    layer's wiring from `config.wiring_seed` (layer l uses seed (wiring_seed, l)). The inverse
+    tables of the hidden layers are padded to a common fan-out F with the out-of-range index 2N
+    (read as zero).
     """
-    train_x, train_y = subset(train_x, train_y, config.train_subset, config.subset_seed)
-    test_x, test_y = subset(test_x, test_y, config.test_subset, config.subset_seed + 1)
-    data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-    in_dim = int(np.shape(train_x)[-1])
+    data = common.make_splits(config, train_x, train_y, test_x, test_y)
+    in_dim = int(np.shape(data["train_x"])[-1])
     tables = []
     for layer in range(config.layers):
         idx_2xN = logic.make_wiring(
@@ -163,7 +151,8 @@ class DLGNTask:
         train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "threshold")
         test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "threshold")
         data = build_data(cfg, train_x, train_y, test_x, test_y)
-        info = {**dict(info), "wiring": cfg.wiring, "wiring_seed": cfg.wiring_seed}
+        info = {**info, "split_sizes": common.split_sizes(data)}
+        info.update(wiring=cfg.wiring, wiring_seed=cfg.wiring_seed)
         return data, info
 
     # -- model -------------------------------------------------------------------------------

@@ -28,15 +28,39 @@ from dst_jax.tasks.base import Metrics, PyTree
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(common.SplitConfig):
+    """Hyperparameters of the stochastic binary network (defaults: the project's protocol);
+    the data split options are `common.SplitConfig`'s."""
+
     dataset: str = "fashion_mnist"
     hidden: tuple[int, ...] = (200, 200)
     n_classes: int = 10
     batch_size: int = 100
     n_eval_samples: int = 10  # stochastic forward passes averaged at evaluation
-    eval_batch_size: int = 500  # examples per evaluation slice (bounds grid memory)
-    train_subset: int | None = None  # first k training examples only (smoke runs, tests)
-    test_subset: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        hidden = self.hidden
+        if (
+            not isinstance(hidden, tuple | list)
+            or not hidden
+            or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in hidden)
+        ):
+            raise ValueError(
+                f"Config.hidden must be a non-empty tuple of positive ints (the widths of the "
+                f"Bernoulli layers; without them estimators and temperatures have no effect), "
+                f"got {hidden!r}; e.g. hidden=(200, 200)"
+            )
+        object.__setattr__(self, "hidden", tuple(hidden))
+        if not (isinstance(self.n_classes, int) and self.n_classes >= 2):
+            raise ValueError(f"Config.n_classes must be an int >= 2, got {self.n_classes!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"Config.batch_size must be an int >= 1, got {self.batch_size!r}")
+        if not (isinstance(self.n_eval_samples, int) and self.n_eval_samples >= 1):
+            raise ValueError(
+                f"Config.n_eval_samples must be an int >= 1 (stochastic forward passes averaged "
+                f"at evaluation), got {self.n_eval_samples!r}"
+            )
 
 
 class SBNTask:
@@ -57,10 +81,8 @@ class SBNTask:
         cfg = self.config
         train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "unit")
         test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "unit")
-        train_x, train_y = common.subset(train_x, train_y, cfg.train_subset, None, "train split")
-        test_x, test_y = common.subset(test_x, test_y, cfg.test_subset, None, "test split")
-        data = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-        return data, dict(info)
+        data = common.make_splits(cfg, train_x, train_y, test_x, test_y)
+        return data, {**info, "split_sizes": common.split_sizes(data)}
 
     # -- model -------------------------------------------------------------------------------
     def init_params(self, key: jax.Array, data: Mapping[str, jax.Array]) -> PyTree:

@@ -1,0 +1,504 @@
+"""Gradient quality of the estimators against exact gradients, by enumerating every code.
+
+For L categorical latents of C classes there are Z = C^L codes (4,096 for the `cae` task's
+4 x 8). For one input x with encoder logits `l_LxC` and a per-code objective `f(z) = f(z; x)`:
+
+    q(z; l, tau)   = prod_i softmax(l_i / tau)[z_i]                   (z a code, z_i its classes)
+    F_tau(l)       = E_{z ~ q(.; l, tau)} f(z) = sum_z q(z; l, tau) f_Z[z]
+    g_tau          = grad_l F_tau(l)                                  the exact gradient, (L, C)
+
+Once f is known at every code (`f_Z`, Z decoder passes), `g_tau` is the gradient of a sum of Z
+terms, for any tau. An estimator's gradient is one draw
+
+    g_n = grad_l f(est(key_n, l, tau_f, tau_b))                      (L, C)
+
+and the quality of N draws against a reference g is measured, with norms over all L*C entries, by
+
+    mean     = (1/N) sum_n g_n
+    bias     = |mean - g| / |g|                                      relative bias
+    spread   = sqrt((1/N) sum_n |g_n - mean|^2) / |g|                relative spread
+    cosine   = <mean, g> / (|mean| |g|)
+
+Two references per configuration: `tau = 1` (the model's distribution) and `tau = tau_f` (the
+distribution the estimator's forward pass samples; see `sampling_temperature`).
+
+Tabulated codes. A draw's gradient is `J_est^T grad_z f(z)` at the sampled one-hot z, so f and its
+gradient are needed only at the Z codes: `tabulate` computes both once per input, and `tabulated`
+turns the tables into a function whose value and gradient at a one-hot z are those of f. This
+takes the decoder out of the N x (grid) draws, and it is exact (the tests compare it with autodiff
+through the decoder). It is valid only for estimators whose forward value is one-hot, which is
+what `Estimator.discrete` promises.
+
+Codes are numbered with the first latent most significant: code index
+`sum_i z_i C^(L-1-i)`, the order of `all_codes`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+
+from dst_jax import estimators as estimator_lib
+from dst_jax.estimators import Estimator
+
+__all__ = [
+    "DEFAULT_TAUS",
+    "METRICS",
+    "REFERENCES",
+    "all_codes",
+    "claimed_moves",
+    "code_index",
+    "configs",
+    "estimator_gradients",
+    "exact_gradient",
+    "expectation",
+    "gradient_quality",
+    "grid_quality",
+    "log_q",
+    "mean_over_images",
+    "one_hot_codes",
+    "quality",
+    "sampling_temperature",
+    "tabulate",
+    "tabulated",
+]
+
+Array = jax.Array
+# A per-code objective: objective(theta, z_LxC, x) -> scalar, e.g. the summed pixel BCE of the
+# decoder with parameters theta at code z against the image x.
+Objective = Callable[[Any, Array, Any], Array]
+
+DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
+METRICS = ("bias", "spread", "cosine")
+REFERENCES = ("tau1", "tau_f")
+
+
+# ----------------------------------------------------------------------------------------------
+# Codes.
+
+
+def all_codes(n_latents: int, n_classes: int) -> Array:
+    """Every code as class indices, int32 (C^L, L), first latent most significant.
+
+    Built from an iota rather than a literal table, so the program holds no Z x L constant.
+    """
+    n_codes = n_classes**n_latents
+    place_L = n_classes ** jnp.arange(n_latents - 1, -1, -1, dtype=jnp.int32)
+    return (jnp.arange(n_codes, dtype=jnp.int32)[:, None] // place_L) % n_classes
+
+
+def one_hot_codes(n_latents: int, n_classes: int, dtype: jnp.dtype = jnp.float32) -> Array:
+    """Every code one-hot, (C^L, L, C) in `dtype`, in the order of `all_codes`."""
+    return jax.nn.one_hot(all_codes(n_latents, n_classes), n_classes, dtype=dtype)
+
+
+def code_index(z_LxC: Array) -> Array:
+    """The index `sum_i argmax(z_i) C^(L-1-i)` of a one-hot code (L, C); int32 scalar."""
+    n_latents, n_classes = z_LxC.shape
+    place_L = n_classes ** jnp.arange(n_latents - 1, -1, -1, dtype=jnp.int32)
+    return jnp.sum(jnp.argmax(z_LxC, axis=-1).astype(jnp.int32) * place_L)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact expectations and gradients.
+
+
+def _shape_of(f_Z: Array, l_LxC: Array) -> tuple[int, int]:
+    if l_LxC.ndim != 2:
+        raise ValueError(f"logits must have shape (L, C), got {l_LxC.shape}")
+    n_latents, n_classes = l_LxC.shape
+    if f_Z.shape != (n_classes**n_latents,):
+        raise ValueError(
+            f"f_Z must hold one value per code, shape ({n_classes**n_latents},) for logits of "
+            f"shape {l_LxC.shape}; got {f_Z.shape}"
+        )
+    return n_latents, n_classes
+
+
+def log_q(l_LxC: Array, tau: ArrayLike) -> Array:
+    """log q(z; l, tau) = sum_i log_softmax(l_i / tau)[z_i] for every code z; (C^L,).
+
+    A contraction of the one-hot codes (Z, L, C) with the log-probabilities (L, C): a matmul
+    forward and backward, where a gather would differentiate into a scatter.
+    """
+    n_latents, n_classes = l_LxC.shape
+    logp_LxC = jax.nn.log_softmax(l_LxC / tau, axis=-1)
+    z_ZxLxC = one_hot_codes(n_latents, n_classes, logp_LxC.dtype)
+    return jnp.einsum("zlc,lc->z", z_ZxLxC, logp_LxC)
+
+
+def expectation(f_Z: Array, l_LxC: Array, tau: ArrayLike = 1.0) -> Array:
+    """F_tau(l) = sum_z q(z; l, tau) f_Z[z], the exact expectation; scalar."""
+    _shape_of(f_Z, l_LxC)
+    return jnp.sum(jnp.exp(log_q(l_LxC, tau)) * f_Z)
+
+
+def exact_gradient(f_Z: Array, l_LxC: Array, tau: ArrayLike = 1.0) -> Array:
+    """g_tau = grad_l sum_z q(z; l, tau) f_Z[z], the exact gradient; (L, C), dtype of l.
+
+    Computed as the gradient of `sum_z q(z) (f_Z[z] - b)` with `b = sg(F_tau(l))`: the same
+    gradient (`sum_z q(z) = 1` for every l), without the cancellation between terms of size
+    |f| when the gradient is much smaller than f itself (summed pixel BCEs are in the hundreds).
+    """
+    _shape_of(f_Z, l_LxC)
+
+    def centred(l_LxC):
+        q_Z = jnp.exp(log_q(l_LxC, tau))
+        b = lax.stop_gradient(jnp.sum(q_Z * f_Z))
+        return jnp.sum(q_Z * (f_Z - b))
+
+    return jax.grad(centred)(l_LxC)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tabulated objective.
+
+
+def tabulate(f: Callable[[Array], Array], n_latents: int, n_classes: int, dtype=jnp.float32):
+    """(f_Z, df_ZxLxC): f and its gradient at every one-hot code, in the order of `all_codes`.
+
+    `f(z_LxC) -> scalar`; vmapped over all C^L codes (one batched pass of the decoder).
+    """
+    z_ZxLxC = one_hot_codes(n_latents, n_classes, dtype)
+    return jax.vmap(jax.value_and_grad(f))(z_ZxLxC)
+
+
+@jax.custom_vjp
+def _lookup(z_LxC: Array, f_Z: Array, df_ZxLxC: Array) -> Array:
+    return f_Z[code_index(z_LxC)]
+
+
+def _lookup_fwd(z_LxC, f_Z, df_ZxLxC):
+    i = code_index(z_LxC)
+    return f_Z[i], (i, df_ZxLxC, z_LxC)
+
+
+def _lookup_bwd(res, v):
+    i, df_ZxLxC, z_LxC = res
+    # The tables are data, not parameters: no cotangent for them.
+    return (v * df_ZxLxC[i]).astype(z_LxC.dtype), None, None
+
+
+_lookup.defvjp(_lookup_fwd, _lookup_bwd)
+
+
+def tabulated(f_Z: Array, df_ZxLxC: Array) -> Callable[[Array], Array]:
+    """A function of a one-hot code z (L, C) with value f_Z[index(z)] and gradient
+    df_ZxLxC[index(z)]: f itself at every code, given `tabulate(f, L, C)`.
+
+    Meaningless for a z that is not one-hot (a relaxation's output).
+    """
+    return lambda z_LxC: _lookup(z_LxC, f_Z, df_ZxLxC)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampled gradients and their quality.
+
+
+def _draw_gradients(sample, keys_N, l_LxC, f, tau_f, tau_b) -> Array:
+    """grad_l f(sample(key_n, l, tau_f, tau_b)) for every key; (N, L, C)."""
+    one = lambda key: jax.grad(lambda l: f(sample(key, l, tau_f, tau_b)))(l_LxC)  # noqa: E731
+    return jax.vmap(one)(keys_N)
+
+
+def _over_configs(fn: Callable[..., Any], xs: tuple[Array, ...], chunk_size: int | None):
+    """fn vmapped over the leading axis of every array in xs, `chunk_size` configs at a time.
+
+    `lax.map(..., batch_size=k)` vmaps within a chunk and loops over chunks, so memory is
+    bounded by one chunk; the result does not depend on `chunk_size`.
+    """
+    n = xs[0].shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return jax.vmap(fn)(*xs)
+    return lax.map(lambda args: fn(*args), xs, batch_size=chunk_size)
+
+
+def estimator_gradients(
+    sample: estimator_lib.Uniform,
+    key: Array,
+    l_LxC: Array,
+    f: Callable[[Array], Array],
+    taus_f_K: ArrayLike,
+    taus_b_K: ArrayLike,
+    n_draws: int,
+    chunk_size: int | None = None,
+) -> Array:
+    """N sampled gradients at each of K (tau_f, tau_b) configurations; (K, N, L, C).
+
+    grads[k, n] = grad_l f(sample(key_n, l, tau_f[k], tau_b[k])), key_n = split(key, N)[n]:
+    every configuration sees the same N keys (common random numbers, so configurations are
+    compared on the same noise, and config k of a grid equals config k computed alone).
+    `sample` is an estimator's uniform form (`Estimator.uniform("categorical")`); the grid is
+    one program, vmapped over configurations (in chunks of `chunk_size`) and over draws.
+    """
+    keys_N = jax.random.split(key, n_draws)
+    taus = (jnp.asarray(taus_f_K), jnp.asarray(taus_b_K))
+    one = lambda tf, tb: _draw_gradients(sample, keys_N, l_LxC, f, tf, tb)  # noqa: E731
+    return _over_configs(one, taus, chunk_size)
+
+
+def quality(grads_NxLxC: Array, g_LxC: Array) -> dict[str, Array]:
+    """Relative bias, relative spread and cosine of N draws against the reference g.
+
+    With mean = (1/N) sum_n g_n and norms over every non-draw axis:
+    bias = |mean - g| / |g|; spread = sqrt((1/N) sum_n |g_n - mean|^2) / |g|;
+    cosine = <mean / |mean|, g / |g|>. Scalars. All three are NaN where g = 0 (a relative error
+    to a zero gradient is undefined), and the cosine is NaN where mean = 0.
+    """
+    axes = tuple(range(1, grads_NxLxC.ndim))
+    mean_LxC = jnp.mean(grads_NxLxC, axis=0)
+    g_norm = jnp.linalg.norm(g_LxC)
+    mean_norm = jnp.linalg.norm(mean_LxC)
+    defined = g_norm > 0
+    # Dividing before multiplying keeps the cosine finite when both norms are tiny, as they are
+    # for a nearly deterministic q.
+    safe_g = jnp.where(defined, g_norm, 1.0)
+    safe_mean = jnp.where(mean_norm > 0, mean_norm, 1.0)
+    cosine = jnp.vdot(mean_LxC / safe_mean, g_LxC / safe_g)
+    spread_sq = jnp.mean(jnp.sum((grads_NxLxC - mean_LxC) ** 2, axis=axes))
+    nan = jnp.asarray(jnp.nan, g_norm.dtype)
+    return {
+        "bias": jnp.where(defined, jnp.linalg.norm(mean_LxC - g_LxC) / safe_g, nan),
+        "spread": jnp.where(defined, jnp.sqrt(spread_sq) / safe_g, nan),
+        "cosine": jnp.where(defined & (mean_norm > 0), cosine, nan),
+    }
+
+
+def grid_quality(
+    sample: estimator_lib.Uniform,
+    key: Array,
+    l_LxC: Array,
+    f: Callable[[Array], Array],
+    f_Z: Array,
+    taus_f_K: ArrayLike,
+    taus_b_K: ArrayLike,
+    taus_q_K: ArrayLike,
+    n_draws: int,
+    chunk_size: int | None = None,
+) -> dict[str, dict[str, Array]]:
+    """`quality` of each configuration's N draws against both references, for one input.
+
+    Returns {"tau1": {metric: (K,)}, "tau_f": {metric: (K,)}}: the references are
+    `exact_gradient(f_Z, l, 1)` and `exact_gradient(f_Z, l, taus_q[k])`, `taus_q[k]` the
+    temperature the estimator's forward samples at (`sampling_temperature`). The draws are those
+    of `estimator_gradients` (same keys), reduced to metrics inside the chunk, so only (K,)
+    arrays leave the program.
+    """
+    _shape_of(f_Z, l_LxC)
+    keys_N = jax.random.split(key, n_draws)
+    g1_LxC = exact_gradient(f_Z, l_LxC, 1.0)
+
+    def one(tf, tb, tq):
+        grads_NxLxC = _draw_gradients(sample, keys_N, l_LxC, f, tf, tb)
+        return {
+            "tau1": quality(grads_NxLxC, g1_LxC),
+            "tau_f": quality(grads_NxLxC, exact_gradient(f_Z, l_LxC, tq)),
+        }
+
+    taus = tuple(jnp.asarray(t, l_LxC.dtype) for t in (taus_f_K, taus_b_K, taus_q_K))
+    return _over_configs(one, taus, chunk_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Grids of an estimator.
+
+
+def sampling_temperature(
+    sample: estimator_lib.Uniform, taus_f_K: ArrayLike, taus_b_K: ArrayLike, n_probe: int = 64
+) -> np.ndarray:
+    """The temperature T of `Cat(softmax(l/T))` that the forward pass samples at each of K
+    configurations: tau_f or 1; float64 (K,).
+
+    The registry records where a single temperature is written (`writes_tau_to`), not whether
+    it acts on the forward pass: ST Gumbel-softmax records its tau as tau_f but samples at 1.
+    The estimators draw Gumbel-max samples from the key, so with the same keys a forward that
+    samples at tau_f != 1 differs from the one at (1, tau_b) on some of `n_probe` keys, and a
+    forward that samples at 1 never does. Concrete values only (not under jit).
+    """
+    tf_K = np.asarray(taus_f_K, np.float32)
+    tb_K = np.asarray(taus_b_K, np.float32)
+    moved = np.asarray(_probe_program(sample, n_probe)(tf_K, tb_K))
+    return np.where(moved, np.asarray(taus_f_K, np.float64), 1.0)
+
+
+@functools.cache
+def _probe_program(sample, n_probe: int):
+    def differs(tf_K, tb_K):
+        l_C = jnp.linspace(-1.5, 1.5, 8)
+        # rbg: the probe's verdict does not depend on the stream, and threefry's draws take
+        # seconds to compile on a CPU.
+        keys = jax.random.split(jax.random.key(0, impl="rbg"), n_probe)
+
+        def one(tf, tb):
+            at = jax.vmap(lambda k: sample(k, l_C, tf, tb))(keys)
+            at_one = jax.vmap(lambda k: sample(k, l_C, jnp.ones_like(tf), tb))(keys)
+            return jnp.any(at != at_one)
+
+        return jax.vmap(one)(tf_K, tb_K)
+
+    return jax.jit(differs)
+
+
+def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, np.ndarray]:
+    """The configurations of an estimator over the temperature axis `taus`.
+
+    Two temperatures: the (tau_f, tau_b) grid, row-major (tau_f the row), shape (F, B) = (T, T).
+    One: the axis, with (tau_f, tau_b) = `entry.temperatures_of(tau)`, shape (T,). None: one
+    configuration, recorded at (1, 1), shape (). Returns flat float arrays "tau_f", "tau_b",
+    "tau_q" (the sampling temperature, `sampling_temperature`) of length K, "tau" (the axis
+    value; the tau_f of each config for two temperatures) and "shape".
+    """
+    taus = [float(t) for t in taus]
+    estimator_lib.check_temperatures(taus=np.asarray(taus))
+    if entry.n_temperatures == 2:
+        tf_FxB, tb_FxB = np.meshgrid(taus, taus, indexing="ij")
+        tf_K, tb_K, tau_K = tf_FxB.ravel(), tb_FxB.ravel(), tf_FxB.ravel()
+        shape: tuple[int, ...] = tf_FxB.shape
+    else:
+        axis = taus if entry.n_temperatures == 1 else [1.0]
+        tf_K, tb_K = np.array([entry.temperatures_of(t) for t in axis]).T
+        tau_K = np.array(axis)
+        shape = (len(taus),) if entry.n_temperatures == 1 else ()
+    return {
+        "tau_f": tf_K,
+        "tau_b": tb_K,
+        "tau_q": sampling_temperature(entry.uniform("categorical"), tf_K, tb_K),
+        "tau": tau_K,
+        "shape": shape,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The protocol.
+
+
+@functools.cache
+def _tabulation_program(objective: Objective, n_latents: int, n_classes: int):
+    def run(theta, x_S):
+        def one(x):
+            return tabulate(lambda z: objective(theta, z, x), n_latents, n_classes)
+
+        return lax.map(one, x_S)
+
+    return jax.jit(run)
+
+
+@functools.cache
+def _grid_program(sample, objective: Objective, n_draws: int, chunk_size: int | None, direct: bool):
+    def run(theta, keys_S, x_S, l_SxLxC, f_SxZ, df_SxZxLxC, tf_K, tb_K, tq_K):
+        def one(args):
+            key, x, l_LxC, f_Z, df_ZxLxC = args
+            # Cast one image's tables at a time: S float64 copies would double the memory.
+            f_Z, df_ZxLxC = f_Z.astype(l_LxC.dtype), df_ZxLxC.astype(l_LxC.dtype)
+            if direct:
+                f = lambda z: objective(theta, z, x)  # noqa: E731
+            else:
+                f = tabulated(f_Z, df_ZxLxC)
+            return grid_quality(sample, key, l_LxC, f, f_Z, tf_K, tb_K, tq_K, n_draws, chunk_size)
+
+        return lax.map(one, (keys_S, x_S, l_SxLxC, f_SxZ, df_SxZxLxC))
+
+    return jax.jit(run)
+
+
+def gradient_quality(
+    objective: Objective,
+    theta: Any,
+    x_S: Any,
+    l_SxLxC: ArrayLike,
+    key: Array,
+    *,
+    entries: Iterable[Estimator] | None = None,
+    taus: Sequence[float] = DEFAULT_TAUS,
+    n_draws: int = 1024,
+    chunk_size: int | None = None,
+    direct: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The gradient-quality protocol for S inputs of a model given by its per-code objective.
+
+    `objective(theta, z_LxC, x) -> scalar` is f for one input x (e.g. the decoder's summed BCE
+    at code z against image x); `l_SxLxC` the encoder logits of the S inputs (x_S has S rows).
+    For each input: f and grad_z f at every code (`tabulate`), the exact references, and for
+    each estimator in `entries` (default: every registered discrete estimator) its grid over
+    `taus` (`configs`) as one vmapped program: N draws per configuration, reduced to
+    `quality` against both references. Input s uses the key `fold_in(key, s)` for every
+    estimator, so estimators and configurations are compared on the same noise.
+
+    `direct=True` differentiates through `objective` in every draw instead of the tables (same
+    numbers, slower; a check of the tables). `progress(name, seconds)` is called after each
+    estimator.
+
+    Returns {name: {"tau_f", "tau_b", "tau_q", "tau": (K,), "shape": grid shape,
+    "per_image": {reference: {metric: (S, K)}}}} as numpy arrays, and under the key "_tables"
+    the exact expectation `F_1` (S,) of each input.
+    """
+    l_SxLxC = jnp.asarray(l_SxLxC)
+    n_images, n_latents, n_classes = l_SxLxC.shape
+    if entries is None:
+        entries = [e for e in estimator_lib.REGISTRY if e.discrete]
+    entries = list(entries)
+    for entry in entries:
+        if not entry.discrete:
+            raise ValueError(
+                f"{entry.name} is a relaxation (its output is not one-hot): the enumerated "
+                "objective is defined at codes only; leave it out"
+            )
+    f_SxZ, df_SxZxLxC = _tabulation_program(objective, n_latents, n_classes)(theta, x_S)
+    keys_S = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(n_images))
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        t0 = time.perf_counter()
+        grid = configs(entry, taus)
+        program = _grid_program(
+            entry.uniform("categorical"), objective, n_draws, chunk_size, direct
+        )
+        metrics = program(
+            theta,
+            keys_S,
+            x_S,
+            l_SxLxC,
+            f_SxZ,
+            df_SxZxLxC,
+            *(jnp.asarray(grid[k], l_SxLxC.dtype) for k in ("tau_f", "tau_b", "tau_q")),
+        )
+        out[entry.name] = {**grid, "per_image": jax.tree.map(np.asarray, metrics)}
+        if progress is not None:
+            progress(entry.name, time.perf_counter() - t0)
+    expected_S = jax.vmap(expectation)(f_SxZ.astype(l_SxLxC.dtype), l_SxLxC)
+    out["_tables"] = {"expected_f": np.asarray(expected_S)}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a grid.
+
+
+def claimed_moves(mat: ArrayLike, axis: int, direction: str) -> np.ndarray:
+    """Whether a grid metric moves the claimed way between adjacent cells along `axis`.
+
+    Entry i along `axis` (the other axes kept) is `mat[i+1] < mat[i]` for `direction` "down",
+    `mat[i+1] > mat[i]` for "up"; ties and NaN count against the claim. Boolean, the shape of
+    `mat` with one entry fewer along `axis`.
+    """
+    if direction not in ("down", "up"):
+        raise ValueError(f"direction must be 'down' or 'up', got {direction!r}")
+    step = np.diff(np.asarray(mat, np.float64), axis=axis)
+    with np.errstate(invalid="ignore"):
+        return step < 0 if direction == "down" else step > 0
+
+
+def mean_over_images(per_image: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """{reference: {metric: (K,)}}: the mean over images of each (S, K) metric."""
+    return {
+        ref: {m: np.mean(v, axis=0) for m, v in metrics.items()}
+        for ref, metrics in per_image.items()
+    }
