@@ -166,15 +166,16 @@ def _check_concrete(name: str, value: ArrayLike, tau_min: float = TAU_MIN) -> No
         raise ValueError(f"{name} must be a real number, got {value!r} (dtype {v.dtype}).")
     v = v.astype(np.float64)
     bad = ~(np.isfinite(v) & (v > 0))
-    what = "positive finite number"
+    one, many = "a positive finite number", "positive finite numbers"
     if not bad.any():
         bad = (v < tau_min) | (v > TAU_MAX)
-        what = f"number in [{tau_min:g}, {TAU_MAX:g}]"
+        one = f"a number in [{tau_min:g}, {TAU_MAX:g}]"
+        many = f"numbers in [{tau_min:g}, {TAU_MAX:g}]"
     if bad.any():
         if v.ndim == 0:
-            raise ValueError(f"{name} must be a {what}, got {v.item()!r}.")
+            raise ValueError(f"{name} must be {one}, got {v.item()!r}.")
         raise ValueError(
-            f"{name} must hold {what}s, got {v[bad][:5].tolist()} "
+            f"{name} must hold {many}, got {v[bad][:5].tolist()} "
             f"({int(bad.sum())} bad of {v.size}, array shape {v.shape})."
         )
 

@@ -383,8 +383,12 @@ def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, np.ndarray]:
 @functools.cache
 def _tabulation_program(objective: Objective, n_latents: int, n_classes: int):
     def run(theta, x_S):
+        # The codes in the model's own precision: float32 for a float32 decoder.
+        floats = [t for t in jax.tree.leaves(theta) if jnp.issubdtype(t.dtype, jnp.floating)]
+        dtype = jnp.result_type(*floats) if floats else jnp.float32
+
         def one(x):
-            return tabulate(lambda z: objective(theta, z, x), n_latents, n_classes)
+            return tabulate(lambda z: objective(theta, z, x), n_latents, n_classes, dtype)
 
         return lax.map(one, x_S)
 

@@ -12,12 +12,15 @@ import argparse
 import dataclasses
 import importlib
 import shlex
+import socket
 import sys
+import time
 import types
 import typing
+from pathlib import Path
 
 from dst_jax import tasks
-from dst_jax.argtypes import floats, names, positive_int
+from dst_jax.argtypes import floats, names, positive_float, positive_int
 from dst_jax.runner import run_sweep
 from dst_jax.sweep import grid
 
@@ -39,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tau-b", type=floats("--tau-b"), help="backward temperatures (comma list)")
     p.add_argument("--seeds", type=positive_int("--seeds"), help="number of seeds")
     p.add_argument("--lr", type=floats("--lr"), help="learning rates (comma list)")
-    p.add_argument("--epochs", type=float, help="training epochs per run")
+    p.add_argument("--epochs", type=positive_float("--epochs"), help="training epochs per run")
     p.add_argument("--max-steps", type=positive_int("--max-steps"), help="cap on training steps")
     p.add_argument(
         "--eval-every", type=positive_int("--eval-every"), help="steps between test evaluations"
@@ -105,6 +108,12 @@ def parser() -> argparse.ArgumentParser:
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
     multi.add_argument("--num-processes", type=positive_int("--num-processes"))
     multi.add_argument("--process-id", type=int, help="this process's id, 0 to num-processes - 1")
+    multi.add_argument(
+        "--distributed-timeout",
+        type=positive_int("--distributed-timeout"),
+        default=120,
+        help="seconds to wait for the coordinator and the other processes (default 120)",
+    )
     return p
 
 
@@ -148,7 +157,37 @@ def init_distributed(args: argparse.Namespace) -> None:
         )
     import jax
 
-    jax.distributed.initialize(**given)
+    where = args.coordinator or "the cluster's coordinator"
+    print(
+        f"process {args.process_id if args.process_id is not None else '?'}: waiting for {where} "
+        f"and the other processes (up to {args.distributed_timeout} s, --distributed-timeout)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.coordinator and args.process_id not in (None, 0):
+        _wait_for_coordinator(args.coordinator, args.distributed_timeout)
+    jax.distributed.initialize(**given, initialization_timeout=args.distributed_timeout)
+
+
+def _wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """Connect to the coordinator's port until it answers; exit with a clear message if it does
+    not within `timeout_s` (JAX itself would abort the process without one)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--coordinator takes HOST:PORT, got {address!r}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise SystemExit(
+                    f"error: the coordinator at {address} did not answer within {timeout_s} s "
+                    f"({e.strerror or e}); start process 0 there first, or check --coordinator "
+                    "(raise --distributed-timeout to wait longer)"
+                ) from None
+            time.sleep(0.5)
 
 
 def _field_value(hint, text: str):
@@ -180,11 +219,34 @@ def _override_task_config(config, assignments: list[str]):
             changes[key] = _field_value(hints[key], text)
         except (ValueError, TypeError):
             raise SystemExit(f"--set {item!r}: cannot read {text!r} as {hints[key]}") from None
-    return dataclasses.replace(config, **changes)
+    try:
+        return dataclasses.replace(config, **changes)
+    except ValueError as e:  # the task's Config refuses values that make its metrics meaningless
+        raise SystemExit(f"error: --set {' '.join(assignments)}: {e}") from None
+
+
+def check_out_dir(out: str) -> None:
+    """Refuse an output path that is empty (an unset shell variable) or an existing file, before
+    any data are loaded."""
+    if not out.strip():
+        raise SystemExit(
+            "error: --out is empty; give the folder for results, figures and checkpoint"
+        )
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"error: --out {out} is a file, not a folder; choose another path")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SystemExit(f"error: --out {out} lies under {parent}, which is a file")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    check_out_dir(args.out)
+    if args.estimators is not None and not args.estimators:
+        raise SystemExit("error: --estimators is empty; name at least one, e.g. decoupled_st")
     init_distributed(args)
     cfg_module = importlib.import_module(f"experiments.configs.{args.task}")
     task_config, sweep = cfg_module.get_config(smoke=args.smoke)
@@ -210,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     if axes:
         overrides["axes"] = {**sweep.axes, **axes}
     sweep = dataclasses.replace(sweep, **{k: v for k, v in overrides.items() if v is not None})
-    task = tasks.make(args.task, task_config)
     try:
+        task = tasks.make(args.task, task_config)
         command = "python -m experiments.run " + shlex.join(sys.argv[1:] if argv is None else argv)
         run_sweep(
             task, sweep, args.out, args.data_dir, progress=not args.no_progress, command=command
         )
-    except ValueError as e:  # bad input: a clear message, not a traceback
+    except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

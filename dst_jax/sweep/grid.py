@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 
 import numpy as np
 
@@ -80,6 +81,17 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
     """All runs of a sweep, grouped by estimator, in a fixed order (resume relies on it)."""
     accepted = accepted_estimators(task)
     names = sweep.estimators if sweep.estimators is not None else accepted
+    if not names:
+        raise ValueError(
+            "no estimator to train: name at least one (e.g. --estimators decoupled_st)"
+        )
+    names = _unique("--estimators", names)
+    sweep = dataclasses.replace(
+        sweep,
+        tau_f=_unique("--tau-f", sweep.tau_f),
+        tau_b=_unique("--tau-b", sweep.tau_b),
+        lrs=_unique("--lr", sweep.lrs),
+    )
     unknown = [e for e in names if e not in accepted]
     if unknown:
         raise ValueError(
@@ -92,6 +104,10 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
             raise ValueError(
                 f"--{name.replace('_', '-')} needs positive finite values, got {values}"
             )
+    # Values are used as float32 on the device: refuse what does not survive the conversion.
+    lost = [v for v in sweep.lrs if not (np.isfinite(np.float32(v)) and np.float32(v) > 0)]
+    if lost:
+        raise ValueError(f"--lr {lost} becomes 0 or inf in float32; use a value in [1e-37, 1e38]")
     if sweep.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {sweep.seeds}")
     estimator_lib.check_temperatures(tau_f=np.array(sweep.tau_f), tau_b=np.array(sweep.tau_b))
@@ -107,7 +123,17 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
             hp = dict(zip(axes, extra, strict=True))
             hp["tau_f_final"], hp["tau_b_final"] = _finals(entry, hp)
             runs.append(Run(name, float(tf), float(tb), int(seed), float(lr), **hp))
-    return list(dict.fromkeys(runs))
+    return runs
+
+
+def _unique(flag: str, values) -> tuple:
+    """`values` without repeats; a repeat would train identical runs that summaries would count
+    as independent seeds, so it is dropped with a warning."""
+    unique = tuple(dict.fromkeys(values))
+    if len(unique) < len(values):
+        repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+        warnings.warn(f"{flag} lists {repeated} more than once; each is trained once", stacklevel=3)
+    return unique
 
 
 def hparam_axes(sweep: SweepConfig) -> dict[str, tuple]:
@@ -130,7 +156,7 @@ def hparam_axes(sweep: SweepConfig) -> dict[str, tuple]:
         bad = [v for v in values if choices and v not in choices]
         if bad:
             raise ValueError(f"{f.metadata['flag']} must be one of {choices}, got {bad}")
-        axes[name] = tuple(dict.fromkeys(values))
+        axes[name] = _unique(f.metadata["flag"], values)
     finals = [v for k in ("tau_f_final", "tau_b_final") for v in axes[k] if v is not None]
     if finals:
         estimator_lib.check_temperatures(final_temperatures=np.array(finals))
