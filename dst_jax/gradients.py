@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -63,7 +63,6 @@ __all__ = [
     "gradient_quality",
     "grid_quality",
     "log_q",
-    "mean_over_images",
     "one_hot_codes",
     "quality",
     "sampling_temperature",
@@ -162,7 +161,9 @@ def exact_gradient(f_Z: Array, l_LxC: Array, tau: ArrayLike = 1.0) -> Array:
 # Tabulated objective.
 
 
-def tabulate(f: Callable[[Array], Array], n_latents: int, n_classes: int, dtype=jnp.float32):
+def tabulate(
+    f: Callable[[Array], Array], n_latents: int, n_classes: int, dtype: jnp.dtype = jnp.float32
+) -> tuple[Array, Array]:
     """(f_Z, df_ZxLxC): f and its gradient at every one-hot code, in the order of `all_codes`.
 
     `f(z_LxC) -> scalar`; vmapped over all C^L codes (one batched pass of the decoder).
@@ -426,7 +427,7 @@ def gradient_quality(
     chunk_size: int | None = None,
     direct: bool = False,
     progress: Callable[[str, float], None] | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Any]:
     """The gradient-quality protocol for S inputs of a model given by its per-code objective.
 
     `objective(theta, z_LxC, x) -> scalar` is f for one input x (e.g. the decoder's summed BCE
@@ -441,9 +442,9 @@ def gradient_quality(
     numbers, slower; a check of the tables). `progress(name, seconds)` is called after each
     estimator.
 
-    Returns {name: {"tau_f", "tau_b", "tau_q", "tau": (K,), "shape": grid shape,
-    "per_image": {reference: {metric: (S, K)}}}} as numpy arrays, and under the key "_tables"
-    the exact expectation `F_1` (S,) of each input.
+    Returns, as numpy arrays, {"estimators": {name: {"tau_f", "tau_b", "tau_q", "tau": (K,),
+    "shape": the grid's shape, "per_image": {reference: {metric: (S, K)}}}}, "expected_f": the
+    exact `F_1(l)` of each input, (S,)}.
     """
     l_SxLxC = jnp.asarray(l_SxLxC)
     n_images, n_latents, n_classes = l_SxLxC.shape
@@ -478,8 +479,7 @@ def gradient_quality(
         if progress is not None:
             progress(entry.name, time.perf_counter() - t0)
     expected_S = jax.vmap(expectation)(f_SxZ.astype(l_SxLxC.dtype), l_SxLxC)
-    out["_tables"] = {"expected_f": np.asarray(expected_S)}
-    return out
+    return {"estimators": out, "expected_f": np.asarray(expected_S)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -498,11 +498,3 @@ def claimed_moves(mat: ArrayLike, axis: int, direction: str) -> np.ndarray:
     step = np.diff(np.asarray(mat, np.float64), axis=axis)
     with np.errstate(invalid="ignore"):
         return step < 0 if direction == "down" else step > 0
-
-
-def mean_over_images(per_image: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
-    """{reference: {metric: (K,)}}: the mean over images of each (S, K) metric."""
-    return {
-        ref: {m: np.mean(v, axis=0) for m, v in metrics.items()}
-        for ref, metrics in per_image.items()
-    }

@@ -46,7 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 import dst_jax
 from dst_jax import estimators as estimator_lib
@@ -64,6 +66,8 @@ DIRECTIONS = {"bias": "min", "spread": "min", "cosine": "max"}
 # A part of the claim "holds" when at least this fraction of adjacent grid pairs moves the
 # claimed way, and "fails" when fewer than half do (more pairs against it than for it).
 HOLDS, FAILS = 0.8, 0.5
+# A move between adjacent cells is significant when the paired t over images exceeds this.
+T_SIGNIFICANT = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,13 +299,24 @@ CLAIM_PARTS = {
 }
 
 
-def claim_part(grid_FxB: np.ndarray, taus_f: np.ndarray, taus_b: np.ndarray, axis: str, way: str):
+def claim_part(
+    grid_FxB: np.ndarray,
+    taus_f: np.ndarray,
+    taus_b: np.ndarray,
+    axis: str,
+    way: str,
+    per_image_SxFxB: np.ndarray | None = None,
+) -> dict[str, Any]:
     """One part of the claim on one (tau_f, tau_b) grid (rows tau_f, columns tau_b).
 
     fraction: of all adjacent pairs along `axis`, those moving `way`; per_line: the same per
     grid line (per tau_f for pairs along tau_b, per tau_b for pairs along tau_f); below / above:
     over the pairs with tau_b <= tau_f at both ends / tau_b >= tau_f at both ends (the two
     sides of the diagonal, where the estimators behave differently; None if a side is empty).
+    With the per-image values: significantly_for / significantly_against, the fractions of
+    pairs whose paired difference over images (every configuration sees the same images and
+    noise) has |t| > T_SIGNIFICANT in the claimed / the opposite direction; the rest are flat
+    within the noise of S images.
     """
     ax = 1 if axis == "tau_b" else 0
     ok = gradients.claimed_moves(grid_FxB, ax, way)
@@ -313,22 +328,35 @@ def claim_part(grid_FxB: np.ndarray, taus_f: np.ndarray, taus_b: np.ndarray, axi
     below = np.logical_and.reduce([b <= f for f, b in ends])
     above = np.logical_and.reduce([b >= f for f, b in ends])
     lines = taus_f if axis == "tau_b" else taus_b
-    return {
+    out = {
         "fraction": float(ok.mean()),
         "below_diagonal": float(ok[below].mean()) if below.any() else None,
         "above_diagonal": float(ok[above].mean()) if above.any() else None,
         "per_line": dict(zip(map(float, lines), map(float, ok.mean(axis=ax)), strict=True)),
         "verdict": _verdict(float(ok.mean())),
     }
+    if per_image_SxFxB is not None:
+        d = np.diff(per_image_SxFxB, axis=ax + 1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            n = np.sum(np.isfinite(d), axis=0)
+            t = np.nanmean(d, axis=0) / (np.nanstd(d, axis=0, ddof=1) / np.sqrt(n))
+        sign = -1.0 if way == "down" else 1.0
+        out["significantly_for"] = float(np.mean(sign * t > T_SIGNIFICANT))
+        out["significantly_against"] = float(np.mean(sign * t < -T_SIGNIFICANT))
+    return out
 
 
-def claim_check(measured: dict, statistic: str = "mean") -> list[dict[str, Any]]:
+def claim_check(
+    measured: dict, statistic: str = "mean", per_image: dict | None = None
+) -> list[dict[str, Any]]:
     """The first version's claim on every two-temperature grid, per checkpoint and reference,
     on the grids of `statistic` over images ("mean" or "median").
 
     Parts: along tau_b at fixed tau_f, bias and spread go down; along tau_f at fixed tau_b, both
     go up (`claim_part`). The claim holds in a case when all four parts hold, fails when all
-    four fail, and holds partly otherwise.
+    four fail, and holds partly otherwise. `per_image[ckpt][name]["per_image"][ref][metric]`
+    (S, K), when given, adds the paired significance of each move.
     """
     rows = []
     for name, est in measured.items():
@@ -339,10 +367,13 @@ def claim_check(measured: dict, statistic: str = "mean") -> list[dict[str, Any]]
         for ckpt, per_ref in est["results"].items():
             for ref, res in per_ref.items():
                 grids = res if statistic == "mean" else res[statistic]
-                parts = {
-                    part: claim_part(grids[m], taus_f, taus_b, axis, way)
-                    for part, (m, axis, way) in CLAIM_PARTS.items()
-                }
+                parts = {}
+                for part, (m, axis, way) in CLAIM_PARTS.items():
+                    images = None
+                    if per_image is not None:
+                        v_SxK = per_image[ckpt][name]["per_image"][ref][m]
+                        images = v_SxK.reshape(v_SxK.shape[0], *est["shape"])
+                    parts[part] = claim_part(grids[m], taus_f, taus_b, axis, way, images)
                 verdicts = {p["verdict"] for p in parts.values()}
                 overall = "partly"
                 if verdicts == {"holds"} or verdicts == {"fails"}:
@@ -433,6 +464,8 @@ def write_figures(out: Path, measured: dict, entries: dict) -> list[str]:
                     fig = plotting.heatmap(
                         taus_f, taus_b, grid, best_cell(grid, m), DIRECTIONS[m], m, title
                     )
+                    if m != "cosine":
+                        _log_colours(fig, grid)
                     path = out / f"heatmap_{name}_{ckpt}_{ref}_{m}.png"
                     written.append(plotting.save(fig, str(path)))
             single = {n: e for n, e in measured.items() if len(e["shape"]) < 2}
@@ -440,6 +473,18 @@ def write_figures(out: Path, measured: dict, entries: dict) -> list[str]:
                 fig = curves(single, ckpt, ref, entries)
                 written.append(plotting.save(fig, str(out / f"curves_{ckpt}_{ref}.png")))
     return written
+
+
+def _log_colours(fig: Figure, grid: np.ndarray) -> None:
+    """A log colour scale for a heatmap whose positive values span more than a decade (a
+    nearly deterministic q puts relative errors from 1e-50 to 1e15 on one grid); the cells keep
+    their printed values."""
+    positive = grid[np.isfinite(grid) & (grid > 0)]
+    if positive.size == 0 or positive.max() < 10 * positive.min():
+        return
+    image = fig.axes[0].images[0]
+    image.set_norm(LogNorm(vmin=positive.min(), vmax=positive.max()))
+    image.colorbar.update_normal(image)
 
 
 def _ref_text(ref: str) -> str:
@@ -451,15 +496,19 @@ def curves(single: dict, ckpt: str, ref: str, entries: dict) -> Figure:
     estimator is a horizontal line."""
     fig = Figure(figsize=(12.5, 3.6))
     axes = fig.subplots(1, len(gradients.METRICS))
+    taus: list[float] = [1.0]
     for ax, m in zip(axes, gradients.METRICS, strict=True):
         for name, est in single.items():
             ys = np.atleast_1d(est["results"][ckpt][ref][m])
             if est["shape"] == ():
                 ax.axhline(float(ys[0]), ls="--", lw=1, label=f"{name} (no temperature)")
                 continue
-            slot = entries[name].writes_tau_to[0]
-            ax.plot(est["tau"], ys, marker=".", label=f"{name} (tau -> {slot})")
+            acts = " = ".join(entries[name].writes_tau_to)
+            ax.plot(est["tau"], ys, marker=".", label=f"{name} (tau = {acts})")
+            taus = est["tau"]
         ax.set_xscale("log")
+        ax.set_xticks(taus, [f"{t:g}" for t in taus])
+        ax.xaxis.set_minor_locator(NullLocator())
         if m != "cosine":
             ax.set_yscale("log")
         ax.set_xlabel("tau")
@@ -553,14 +602,22 @@ def summary_markdown(doc: dict) -> str:
         )
     lines += [
         "",
-        "Where (mean over images): the fraction on each side of the diagonal, tau_b <= tau_f "
-        "(below) / tau_b >= tau_f (above).",
+        "Where (mean over images): each part's fraction below the diagonal (tau_b <= tau_f) / "
+        "above it (tau_b >= tau_f), then in brackets the fractions of pairs whose paired "
+        f"difference over images is significant (|t| > {T_SIGNIFICANT:g}) for / against the "
+        "claim.",
         "",
     ]
     for row in (r for r in doc["claim"] if r["statistic"] == "mean"):
         sides = [
             f"{p.replace('_', ' ')} {_side(row['parts'][p], 'below')} / "
             f"{_side(row['parts'][p], 'above')}"
+            + (
+                f" [{row['parts'][p]['significantly_for']:.2f} / "
+                f"{row['parts'][p]['significantly_against']:.2f}]"
+                if "significantly_for" in row["parts"][p]
+                else ""
+            )
             for p in CLAIM_PARTS
         ]
         lines.append(
@@ -655,7 +712,7 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
     for ckpt in CHECKPOINTS:
         t = time.perf_counter()
         l_SxLxC = cae.encode(params[ckpt], x_SxD).astype(settings.dtype)
-        raw[ckpt] = gradients.gradient_quality(
+        result = gradients.gradient_quality(
             objective,
             params[ckpt],
             x_SxD,
@@ -667,8 +724,8 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
             chunk_size=settings.chunk_size,
             progress=lambda name, sec, ckpt=ckpt: log(f"  {ckpt} {name}: {sec:.1f} s"),
         )
-        tables = raw[ckpt].pop("_tables")
-        stats[ckpt] = checkpoint_stats(params[ckpt], x_SxD, tables["expected_f"])
+        raw[ckpt] = result["estimators"]
+        stats[ckpt] = checkpoint_stats(params[ckpt], x_SxD, result["expected_f"])
         timing[f"{ckpt}_s"] = time.perf_counter() - t
         log(f"{ckpt}: {len(entries)} estimators measured in {timing[f'{ckpt}_s']:.1f} s")
 
@@ -707,7 +764,7 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
         "skipped": skipped,
         "estimators": measured,
         "best": best_temperatures(measured),
-        "claim": claim_check(measured, "mean") + claim_check(measured, "median"),
+        "claim": claim_check(measured, "mean", raw) + claim_check(measured, "median"),
         "fewest_images": fewest_images(measured),
     }
     t = time.perf_counter()

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dst_jax import logic
+from dst_jax import estimators, logic
 from dst_jax.estimators import Estimator
 from dst_jax.tasks import common
 from dst_jax.tasks.base import Metrics, PyTree
@@ -63,6 +63,10 @@ class Config(common.SplitConfig):
     # difflogic initialises the gate logits from a standard normal.
     init_std: float = 1.0
     per_example_samples: bool = False  # one gate sample per example instead of per step
+    # How the gate sample is drawn (`DLGNTask.sampler_of`): "gumbel" keeps the estimators' own
+    # Gumbel-max stream; "inverse_cdf" draws the same law from one uniform per neuron, where the
+    # estimator's backward needs only the sample (another random stream).
+    sampler: str = "gumbel"
 
     def __post_init__(self):
         super().__post_init__()
@@ -80,6 +84,10 @@ class Config(common.SplitConfig):
         if self.wiring not in logic.WIRING_SCHEMES:
             raise ValueError(
                 f"Config.wiring must be one of {logic.WIRING_SCHEMES}, got {self.wiring!r}"
+            )
+        if self.sampler not in estimators.SAMPLERS:
+            raise ValueError(
+                f"Config.sampler must be one of {estimators.SAMPLERS}, got {self.sampler!r}"
             )
 
 
@@ -153,6 +161,10 @@ class DLGNTask:
         data = build_data(cfg, train_x, train_y, test_x, test_y)
         info = {**info, "split_sizes": common.split_sizes(data)}
         info.update(wiring=cfg.wiring, wiring_seed=cfg.wiring_seed)
+        # Which sampler each estimator actually draws with (see `sampler_of`).
+        info["sampler_by_estimator"] = {
+            e.name: self.sampler_of(e) for e in estimators.REGISTRY if e.discrete
+        }
         return data, info
 
     # -- model -------------------------------------------------------------------------------
@@ -167,6 +179,46 @@ class DLGNTask:
             ]
         }
 
+    def sampler_of(self, estimator: Estimator) -> str:
+        """The sampler `estimator` draws its gates with under this config.
+
+        `config.sampler` ("gumbel" or "inverse_cdf") where the estimator has a given-sample
+        form (`Estimator.given_sample`); "gumbel" for the estimators whose backward reads the
+        forward's Gumbel noise (st_gumbel_softmax, gumbel_rao), which cannot be drawn any other
+        way: with `sampler="inverse_cdf"` a grid over all estimators still trains, and
+        `load_data` records the sampler of each in the results' provenance
+        (`sampler_by_estimator`); "none" for the relaxation, which draws nothing.
+        """
+        if not estimator.discrete:
+            return "none"
+        if estimator.given_sample_form() is None:
+            return "gumbel"
+        return self.config.sampler
+
+    def gate_samples(
+        self,
+        key: jax.Array,
+        logits_NxG: jax.Array,
+        estimator: Estimator,
+        tau_f: jax.Array,
+        tau_b: jax.Array,
+        batch: int | None = None,
+    ) -> jax.Array:
+        """Training-mode gate weights of one layer: (N, 16), or (N, batch, 16) per example.
+
+        z = estimator(key, logits, tau_f, tau_b), its one-hot drawn by `sampler_of(estimator)`
+        (surrogate backward); softmax(logits) for the relaxation.
+        """
+        if batch is not None and estimator.discrete:  # neuron-major like the activations
+            n, g = logits_NxG.shape
+            logits_NxG = jnp.broadcast_to(logits_NxG[:, None], (n, batch, g))
+        sampler = self.sampler_of(estimator)
+        if sampler == "none":
+            fn = estimator.uniform(self.unit_form)
+        else:
+            fn = estimator.sampled(sampler, self.unit_form)
+        return fn(key, logits_NxG, tau_f, tau_b)
+
     def gate_coefficients(
         self,
         key: jax.Array,
@@ -176,16 +228,11 @@ class DLGNTask:
         tau_b: jax.Array,
         batch: int | None = None,
     ) -> jax.Array:
-        """Training-mode coefficients of one layer: (N, 4), or (N, batch, 4) per example.
-
-        z = estimator(key, logits, tau_f, tau_b) (one-hot forward, surrogate backward; softmax
-        for the relaxation), then c = z @ C.
-        """
-        if batch is not None and estimator.discrete:  # neuron-major like the activations
-            n, g = logits_NxG.shape
-            logits_NxG = jnp.broadcast_to(logits_NxG[:, None], (n, batch, g))
-        z = estimator.uniform(self.unit_form)(key, logits_NxG, tau_f, tau_b)
-        return logic.gate_coefficients(z)
+        """Training-mode coefficients of one layer: (N, 4), or (N, batch, 4) per example:
+        c = z @ C with z = `gate_samples(...)`."""
+        return logic.gate_coefficients(
+            self.gate_samples(key, logits_NxG, estimator, tau_f, tau_b, batch)
+        )
 
     def forward(
         self, coefs: Sequence[jax.Array], x_BxD: jax.Array, data: Mapping[str, jax.Array]
@@ -216,13 +263,17 @@ class DLGNTask:
             )
         return logic.group_sum(h_NxB.T, self.config.n_classes, self.config.group_sum_tau)
 
-    def _train_coefs(self, params, key, estimator, tau_f, tau_b, batch=None):
+    def _train_samples(self, params, key, estimator, tau_f, tau_b, batch=None):
         logits = params["gate_logits"]
         keys = jax.random.split(key, len(logits))
         return [
-            self.gate_coefficients(k, lg, estimator, tau_f, tau_b, batch)
+            self.gate_samples(k, lg, estimator, tau_f, tau_b, batch)
             for k, lg in zip(keys, logits, strict=True)
         ]
+
+    def _train_coefs(self, params, key, estimator, tau_f, tau_b, batch=None):
+        samples = self._train_samples(params, key, estimator, tau_f, tau_b, batch)
+        return [logic.gate_coefficients(z) for z in samples]
 
     def loss(self, params, key, x, y, data, estimator, tau_f, tau_b) -> tuple[jax.Array, Metrics]:
         batch = x.shape[0] if self.config.per_example_samples else None
@@ -242,25 +293,62 @@ class DLGNTask:
         counts = self.gate_counts(params)
         return counts / jnp.sum(counts)
 
+    def packed_counts(
+        self, gates: Sequence[jax.Array], x_BxD: jax.Array, data: Mapping[str, jax.Array]
+    ) -> jax.Array:
+        """Class counts of S discretised networks, bit-packed: int32 (S, B, n_classes).
+
+        `gates[l]` holds layer l's gate index per neuron of each network, (S, N); the counts
+        are the float network's group sums times `group_sum_tau`, exactly
+        (`logic.packed_forward`). The inputs are packed once (32 examples per uint32 word) and
+        shared by the S networks; the networks run in slices of ceil(eval_batch_size / 32)
+        words, so a slice's activations take 1/32 of the float evaluation's bytes (per network,
+        times the width of a vmapped grid).
+        """
+        x_DxW = logic.pack_bits(x_BxD)
+        wirings = logic.network_wirings(data)
+        block_words = logic.n_words(self.config.eval_batch_size)
+        n, n_classes = x_BxD.shape[0], self.config.n_classes
+
+        def counts(gates_one):
+            return logic.packed_forward(gates_one, wirings, x_DxW, n, n_classes, block_words)
+
+        return jax.vmap(counts)(list(gates))
+
     def evaluate(self, params, key, x, y, data, estimator, tau_f, tau_b) -> Metrics:
+        """`acc` from the bit-packed argmax-gate network; `acc_train_mode` bit-packed too where
+        the sampled network is Boolean (a discrete estimator, one sample per neuron shared by
+        the split), else from the float network (the relaxation, `per_example_samples`), in
+        slices of `eval_batch_size`. Both equal the float network's predictions exactly."""
         cfg = self.config
-        hard = [logic.argmax_coefficients(lg) for lg in params["gate_logits"]]
+        n = x.shape[0]
         k_shared, k_slices = jax.random.split(key)
+        networks = [[jnp.argmax(lg, axis=-1) for lg in params["gate_logits"]]]
+        boolean = estimator.discrete and not cfg.per_example_samples
+        if boolean:
+            samples = self._train_samples(params, k_shared, estimator, tau_f, tau_b)
+            networks.append([jnp.argmax(z, axis=-1) for z in samples])
+        gates = [jnp.stack(layer) for layer in zip(*networks, strict=True)]
+        pred_SxB = jnp.argmax(self.packed_counts(gates, x, data), axis=-1)
+        hits = jnp.sum(pred_SxB == y, axis=-1)
+        metrics = {"acc": hits[0] / n}
+        if boolean:
+            metrics["acc_train_mode"] = hits[1] / n
+            return metrics
+
         shared = None
-        if not (cfg.per_example_samples and estimator.discrete):
+        if not estimator.discrete:  # the relaxation's weights do not depend on the example
             shared = self._train_coefs(params, k_shared, estimator, tau_f, tau_b)
 
-        def slice_sums(k, x_ExD, y_E, w_E):
-            train_coefs = shared
-            if train_coefs is None:
-                train_coefs = self._train_coefs(params, k, estimator, tau_f, tau_b, x_ExD.shape[0])
-            hits_hard = jnp.sum(w_E * (self.forward(hard, x_ExD, data).argmax(-1) == y_E))
-            hits_train = jnp.sum(w_E * (self.forward(train_coefs, x_ExD, data).argmax(-1) == y_E))
-            return jnp.stack([hits_hard, hits_train])
+        def slice_hits(k, x_ExD, y_E, w_E):
+            coefs = shared
+            if coefs is None:
+                coefs = self._train_coefs(params, k, estimator, tau_f, tau_b, x_ExD.shape[0])
+            return jnp.sum(w_E * (self.forward(coefs, x_ExD, data).argmax(-1) == y_E))
 
-        n = x.shape[0]
-        hits = common.sliced_sums(slice_sums, k_slices, x, y, cfg.eval_batch_size)
-        return {"acc": hits[0] / n, "acc_train_mode": hits[1] / n}
+        hits_train = common.sliced_sums(slice_hits, k_slices, x, y, cfg.eval_batch_size)
+        metrics["acc_train_mode"] = hits_train / n
+        return metrics
 
     def param_metrics(self, params) -> Metrics:
         counts = self.gate_counts(params)
