@@ -678,6 +678,7 @@ def write_per_image(path: Path, raw: dict) -> None:
 def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, log=print) -> dict:
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
+    host = machine()  # before the run loads it
     out = Path(out_dir)
     entries, skipped = select_entries(settings)
     config = cae.Config(beta=settings.beta, batch_size=settings.batch_size)
@@ -756,7 +757,7 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
         "objective": "f(z) = sum over 784 pixels of BCE(sigmoid(decoder(z)), x); exact "
         "gradients by enumerating the 8^4 codes; draws use f and grad_z f tabulated at "
         "every code (exact for one-hot codes)",
-        "machine": machine(),
+        "machine": host,
         "versions": versions(),
         "git_commit": git_commit(),
         "training": training,

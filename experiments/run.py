@@ -40,6 +40,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--estimators", type=names, help="comma list, e.g. decoupled_st,softmax_ste")
     p.add_argument("--tau-f", type=floats("--tau-f"), help="forward temperatures (comma list)")
     p.add_argument("--tau-b", type=floats("--tau-b"), help="backward temperatures (comma list)")
+    p.add_argument(
+        "--tau-grid",
+        action="append",
+        metavar="NAME=TAU_F,.../TAU_B,...",
+        help="temperature axes of one estimator instead of --tau-f/--tau-b, e.g. "
+        "decoupled_reinmax=0.1,0.5,2/0.3,1,3 (repeatable)",
+    )
     p.add_argument("--seeds", type=positive_int("--seeds"), help="number of seeds")
     p.add_argument("--lr", type=floats("--lr"), help="learning rates (comma list)")
     p.add_argument("--epochs", type=positive_float("--epochs"), help="training epochs per run")
@@ -115,6 +122,23 @@ def parser() -> argparse.ArgumentParser:
         help="seconds to wait for the coordinator and the other processes (default 120)",
     )
     return p
+
+
+def _tau_grid(text: str) -> tuple[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+    """`NAME=F1,F2/B1,B2` -> (NAME, ((F1, F2), (B1, B2))); the backward list may be omitted."""
+    name, sep, axes = text.partition("=")
+    f_text, _, b_text = axes.partition("/")
+    try:
+        f = floats("--tau-grid")(f_text)
+        b = floats("--tau-grid")(b_text) if b_text else f
+    except argparse.ArgumentTypeError:
+        f = ()
+    if not sep or not name or not f:
+        raise SystemExit(
+            f"error: --tau-grid {text!r}: expected NAME=TAU_F,.../TAU_B,..., e.g. "
+            "decoupled_reinmax=0.1,0.5,2/0.3,1,3"
+        )
+    return name.strip(), (f, b)
 
 
 def _axis_values(field):
@@ -267,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         "prng": args.prng,
         "checkpoint_every_s": args.checkpoint_every_s,
     }
+    if args.tau_grid:
+        overrides["estimator_taus"] = dict(_tau_grid(text) for text in args.tau_grid)
     axes = {f.name: getattr(args, f"hp_{f.name}") for f in grid.HPARAMS}
     axes = {k: v for k, v in axes.items() if v is not None}
     if axes:

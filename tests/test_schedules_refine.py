@@ -251,3 +251,21 @@ def test_sweeps_write_validation_and_test_metrics_and_select_on_validation(tmp_p
     assert "best configs selected on val, reported on test" in text
     assert "Selected on validation vs on test (`test_acc_stoch`" in text
     assert "paired" in text.lower() and "95%" in text
+
+
+def test_an_estimator_can_have_its_own_temperature_axes():
+    sweep = SweepConfig(
+        estimators=("decoupled_st", "decoupled_reinmax", "reinmax"),
+        tau_f=(0.1, 0.5, 1.0),
+        tau_b=(0.5, 2.0),
+        seeds=1,
+        estimator_taus={"decoupled_reinmax": ((0.2,), (1.0, 3.0)), "reinmax": ((0.7,), ())},
+    )
+    cells = {}
+    for r in grid.expand(sweep, TASK):
+        cells.setdefault(r.estimator, []).append((r.tau_f, r.tau_b))
+    assert len(cells["decoupled_st"]) == 6
+    assert cells["decoupled_reinmax"] == [(0.2, 1.0), (0.2, 3.0)]
+    assert cells["reinmax"] == [(1.0, 0.7)]
+    with pytest.raises(ValueError, match="which the sweep does not train"):
+        grid.expand(dataclasses.replace(sweep, estimators=("decoupled_st",)), TASK)

@@ -30,6 +30,12 @@ class SweepConfig:
     seeds: int = 3
     lrs: tuple[float, ...] = (1e-3,)
     axes: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
+    # Temperature axes of specific estimators, replacing (tau_f, tau_b) for them: e.g. a smaller
+    # grid for a costly estimator, {"decoupled_reinmax": ((0.1, 0.5, 2.0), (0.3, 1.0, 3.0))}
+    # (a single-temperature estimator reads the first axis).
+    estimator_taus: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]] = dataclasses.field(
+        default_factory=dict
+    )
     epochs: float = 100.0
     max_steps: int | None = None  # cap on training steps (None: epochs decide)
     eval_every: int = 600  # steps between evaluations (and curve points)
@@ -58,6 +64,8 @@ class SweepConfig:
         if not (isinstance(self.refine, int) and self.refine >= 0):
             raise ValueError(f"refine must be an int >= 0 (rounds), got {self.refine!r}")
         object.__setattr__(self, "axes", {k: tuple(v) for k, v in dict(self.axes).items()})
+        taus = {k: (tuple(f), tuple(b)) for k, (f, b) in dict(self.estimator_taus).items()}
+        object.__setattr__(self, "estimator_taus", taus)
 
     def total_steps(self, n_train: int, batch_size: int) -> int:
         steps = int(round(self.epochs * (n_train // batch_size)))

@@ -69,11 +69,13 @@ def accepted_estimators(task) -> tuple[str, ...]:
 
 
 def temperature_pairs(entry: estimator_lib.Estimator, sweep: SweepConfig) -> list[tuple]:
-    """The (tau_f, tau_b) cells of one estimator, from its registry entry."""
+    """The (tau_f, tau_b) cells of one estimator, from its registry entry and the sweep's axes
+    (its own axes where `sweep.estimator_taus` names it)."""
+    tau_f, tau_b = sweep.estimator_taus.get(entry.name, (sweep.tau_f, sweep.tau_b))
     if entry.n_temperatures == 2:
-        return list(itertools.product(sweep.tau_f, sweep.tau_b))
+        return list(itertools.product(tau_f, tau_b))
     if entry.n_temperatures == 1:
-        return list(dict.fromkeys(entry.temperatures_of(t) for t in sweep.tau_f))
+        return list(dict.fromkeys(entry.temperatures_of(t) for t in tau_f))
     return [(1.0, 1.0)]
 
 
@@ -93,6 +95,12 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
         lrs=_unique("--lr", sweep.lrs),
     )
     unknown = [e for e in names if e not in accepted]
+    stray = sorted(set(sweep.estimator_taus) - set(names))
+    if stray:
+        raise ValueError(f"temperature axes given for {stray}, which the sweep does not train")
+    for name, (f, b) in sweep.estimator_taus.items():
+        estimator_lib.check_temperatures(**{f"tau_f of {name}": np.array(f or [0.0])})
+        estimator_lib.check_temperatures(**{f"tau_b of {name}": np.array(b or [0.0])})
     if unknown:
         raise ValueError(
             f"estimator(s) {', '.join(unknown)} not available for the {task.name} task; "

@@ -235,11 +235,25 @@ class DLGNTask:
         )
 
     def forward(
-        self, coefs: Sequence[jax.Array], x_BxD: jax.Array, data: Mapping[str, jax.Array]
+        self,
+        coefs: Sequence[jax.Array],
+        x_BxD: jax.Array,
+        data: Mapping[str, jax.Array],
+        hidden_in_scan: bool = False,
     ) -> jax.Array:
         """Class logits (B, n_classes) from per-layer coefficients (N, 4) or (N, B, 4).
 
-        Activations are neuron-major (N, B) inside (see `logic.logic_layer`).
+        Activations are neuron-major (N, B) inside (see `logic.logic_layer`), and so is the
+        GroupSum (`logic.group_sum_neuron_major`).
+
+        Hidden layers: unrolled (training) or, with `hidden_in_scan=True`, in a `lax.scan`
+        (evaluation). XLA (CPU) drops `optimization_barrier`s before fusion and fuses layer l
+        into layer l+1's gathers, which read every value twice: where no backward pass needs
+        the layers' inputs (a forward-only program) it so recomputes the layers below 2, 4, 8
+        times, and the float evaluation ran 5-6x slower than with a scan, whose steps
+        materialise every layer's output. In training the backward's use of each gathered
+        input materialises it anyway, while a scan stacks its residuals (a copy of every layer's
+        input per step): the unrolled layers are faster there.
         """
         if len(coefs) != data["wiring_hidden"].shape[0] + 1:
             raise ValueError(
@@ -247,21 +261,23 @@ class DLGNTask:
                 f"{data['wiring_hidden'].shape[0] + 1} layers; build data and params from the "
                 f"same Config"
             )
-        x_DxB = x_BxD.T.astype(jnp.float32)
-        h_NxB = logic.logic_layer(x_DxB, coefs[0], data["wiring_in"], data["wiring_inv_in"])
-        for layer in range(1, len(coefs)):
-            # The barrier makes each layer's output a buffer of its own. Without it XLA fuses
-            # layer l into layer l+1's gather, which reads every value about twice, and so
-            # recomputes the layers below 2, 4, 8, ... times (seen on CPU). A lax.scan over the
-            # layers also stops that fusion, but copies every layer's input into its residual
-            # stack (4.8 MB per layer and step at 12,000 x 100): 16% slower on CPU.
-            h_NxB = logic.logic_layer(
-                jax.lax.optimization_barrier(h_NxB),
-                coefs[layer],
-                data["wiring_hidden"][layer - 1],
-                data["wiring_inv_hidden"][layer - 1],
+        h_NxB = logic.logic_layer(
+            logic.neuron_major(x_BxD), coefs[0], data["wiring_in"], data["wiring_inv_in"]
+        )
+        hidden = (data["wiring_hidden"], data["wiring_inv_hidden"])
+        if hidden_in_scan and len(coefs) > 1:
+            h_NxB, _ = jax.lax.scan(
+                lambda h, layer: (logic.logic_layer(h, *layer), None),
+                h_NxB,
+                (jnp.stack(coefs[1:]), *hidden),
             )
-        return logic.group_sum(h_NxB.T, self.config.n_classes, self.config.group_sum_tau)
+        else:
+            for layer in range(1, len(coefs)):
+                h_NxB = logic.logic_layer(
+                    h_NxB, coefs[layer], hidden[0][layer - 1], hidden[1][layer - 1]
+                )
+        cfg = self.config
+        return logic.group_sum_neuron_major(h_NxB, cfg.n_classes, cfg.group_sum_tau)
 
     def _train_samples(self, params, key, estimator, tau_f, tau_b, batch=None):
         logits = params["gate_logits"]
@@ -344,7 +360,8 @@ class DLGNTask:
             coefs = shared
             if coefs is None:
                 coefs = self._train_coefs(params, k, estimator, tau_f, tau_b, x_ExD.shape[0])
-            return jnp.sum(w_E * (self.forward(coefs, x_ExD, data).argmax(-1) == y_E))
+            logits_ExC = self.forward(coefs, x_ExD, data, hidden_in_scan=True)
+            return jnp.sum(w_E * (logits_ExC.argmax(-1) == y_E))
 
         hits_train = common.sliced_sums(slice_hits, k_slices, x, y, cfg.eval_batch_size)
         metrics["acc_train_mode"] = hits_train / n
