@@ -99,8 +99,9 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
     if stray:
         raise ValueError(f"temperature axes given for {stray}, which the sweep does not train")
     for name, (f, b) in sweep.estimator_taus.items():
-        estimator_lib.check_temperatures(**{f"tau_f of {name}": np.array(f or [0.0])})
-        estimator_lib.check_temperatures(**{f"tau_b of {name}": np.array(b or [0.0])})
+        if not f or (not b and estimator_lib.REGISTRY[name].n_temperatures == 2):
+            raise ValueError(f"the temperature axes given for {name} are empty")
+        estimator_lib.check_temperatures(**{f"temperatures of {name}": np.array([*f, *b])})
     if unknown:
         raise ValueError(
             f"estimator(s) {', '.join(unknown)} not available for the {task.name} task; "
