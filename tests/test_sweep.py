@@ -258,3 +258,29 @@ def test_chunks_shrink_to_fit_device_memory(task_and_data, monkeypatch):
     assert tight.timing["decoupled_st"]["chunk_size"] == jax.device_count()
     assert tight.timing["decoupled_st"]["n_chunks"] == len(runs) // jax.device_count()
     np.testing.assert_allclose(finals(tight.runs), finals(roomy.runs), rtol=1e-5, atol=1e-6)
+
+
+def _toy(key, logits, tau_f, tau_b):
+    """A toy two-temperature estimator: Decoupled ST with the two temperatures swapped."""
+    return estimators.decoupled_st(key, logits, tau_b, tau_f)
+
+
+def _toy_bernoulli(key, logits, tau_f, tau_b):
+    return estimators.decoupled_st_bernoulli(key, logits, tau_b, tau_f)
+
+
+def test_a_registered_estimator_reaches_grid_results_summary_and_heatmaps(tmp_path):
+    """One function per form and one registry entry: nothing else to touch."""
+    toy = estimators.Estimator("toy_swapped", _toy, _toy_bernoulli)
+    sweep = dataclass_replace(SWEEP, estimators=("toy_swapped", "softmax_ste"), seeds=1)
+    with estimators.REGISTRY.scoped(toy):
+        res = run_sweep(TASK, sweep, str(tmp_path), progress=False, log=lambda *a: None)
+        assert "toy_swapped" in grid.accepted_estimators(TASK)
+    toy_runs = [r for r in res["runs"] if r["estimator"] == "toy_swapped"]
+    assert len(toy_runs) == 4  # a (tau_f, tau_b) grid: it reads both temperatures
+    assert {(r["tau_f"], r["tau_b"]) for r in toy_runs} == {
+        (a, b) for a in (0.5, 2) for b in (0.5, 2)
+    }
+    assert (tmp_path / "heatmap_toy_swapped_test_acc_stoch.png").stat().st_size > 0
+    assert "| toy_swapped |" in (tmp_path / "summary.md").read_text()
+    assert "toy_swapped" not in estimators.REGISTRY  # the registration ended with the block
