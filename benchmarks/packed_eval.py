@@ -131,13 +131,10 @@ def main(argv=None):
 
     @jax.jit
     def packed_predictions(params, key, data):
-        _, train_coefs = networks(params, key)
+        k_shared, _ = jax.random.split(key)
+        samples = task._train_samples(params, k_shared, est, TAU, TAU)
         hard_gates = [jnp.argmax(lg, axis=-1) for lg in params["gate_logits"]]
-        # One-hot coefficients map back to their gate: row k of the 16 x 4 table.
-        table = jnp.asarray(logic.GATE_COEF_16x4)
-        sample_gates = [
-            jnp.argmax(jnp.all(c[:, None] == table, axis=-1), axis=-1) for c in train_coefs
-        ]
+        sample_gates = [jnp.argmax(z, axis=-1) for z in samples]
         gates = [jnp.stack(pair) for pair in zip(hard_gates, sample_gates, strict=True)]
         counts = task.packed_counts(gates, data["test_x"], data)
         return jnp.argmax(counts, axis=-1)
@@ -204,6 +201,9 @@ def main(argv=None):
                 x, y = data["test_x"], data["test_y"]
                 return base_task.evaluate(params, key, x, y, data, base_name, TAU, TAU)
 
+        base_out = base_evaluate(params, key, data)
+        base_metrics = {k: float(base_out.get(k, base_out.get(f"test_{k}"))) for k in metrics}
+        checks["evaluate metrics: packed = baseline checkout's"] = base_metrics == metrics
         rows.insert(
             0,
             (

@@ -254,3 +254,160 @@ def test_figure_arrays_hold_the_gate_histogram(small):
     hist = task.figure_arrays(params, data)["gate_hist"]
     np.testing.assert_array_equal(hist, task.gate_histogram(params))
     assert hist.shape == (16,) and float(hist.sum()) == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Samplers.
+
+
+def test_config_sampler_and_the_sampler_each_estimator_draws_with():
+    with pytest.raises(ValueError, match="sampler"):
+        dlgn.Config(**{**SMALL.__dict__, "sampler": "sobol"})
+    gumbel = dlgn.DLGNTask(SMALL)
+    icdf = dlgn.DLGNTask(dlgn.Config(**{**SMALL.__dict__, "sampler": "inverse_cdf"}))
+    for entry in E.REGISTRY:
+        if not entry.discrete:
+            want = "none"
+        elif entry.name in ("st_gumbel_softmax", "gumbel_rao"):  # the backward reads the noise
+            want = "gumbel"
+        else:
+            want = "inverse_cdf"
+        assert icdf.sampler_of(entry) == want, entry.name
+        assert gumbel.sampler_of(entry) == ("none" if want == "none" else "gumbel")
+
+
+def test_default_sampler_keeps_the_estimators_stream(small):
+    task, _ = small
+    logits = 2.0 * jax.random.normal(jax.random.key(0), (SMALL.width, 16))
+    key = jax.random.key(1)
+    for entry in E.REGISTRY:
+        got = task.gate_samples(key, logits, entry, 0.5, 2.0)
+        np.testing.assert_array_equal(got, entry.uniform()(key, logits, 0.5, 2.0))
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_inverse_cdf_sampler_trains_every_layer(per_example):
+    changes = {"sampler": "inverse_cdf", "per_example_samples": per_example}
+    config = dlgn.Config(**{**SMALL.__dict__, **changes})
+    task, data = make(config)
+    params = task.init_params(jax.random.key(0), data)
+    x, y = data["train_x"][:16], data["train_y"][:16]
+    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True), static_argnums=5)
+    (loss, _), grads = loss_and_grad(
+        params, jax.random.key(1), x, y, data, E.REGISTRY["decoupled_st"], 0.5, 2.0
+    )
+    assert np.isfinite(float(loss))
+    for g in grads["gate_logits"]:
+        assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
+    # Its own stream: another sample than the Gumbel-max one of the same key.
+    logits = jnp.zeros((SMALL.width, 16))
+    z = task.gate_samples(jax.random.key(2), logits, E.REGISTRY["decoupled_st"], 1.0, 1.0)
+    assert not np.array_equal(z, E.decoupled_st(jax.random.key(2), logits, 1.0, 1.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# Bit-packed evaluation = the float network.
+
+
+def float_metrics(task, params, key, x, y, data, estimator, tau_f, tau_b):
+    """`acc` and `acc_train_mode` from the float network, with the keys `evaluate` uses."""
+    hard = [logic.argmax_coefficients(lg) for lg in params["gate_logits"]]
+    k_shared, _ = jax.random.split(key)
+    sampled = task._train_coefs(params, k_shared, estimator, tau_f, tau_b)
+    n = x.shape[0]
+    return {
+        "acc": jnp.sum(task.forward(hard, x, data).argmax(-1) == y) / n,
+        "acc_train_mode": jnp.sum(task.forward(sampled, x, data).argmax(-1) == y) / n,
+    }
+
+
+@pytest.mark.parametrize("sampler", ["gumbel", "inverse_cdf"])
+@pytest.mark.parametrize("name", ["decoupled_st", "st_gumbel_softmax", "softmax_relaxation"])
+def test_packed_evaluation_equals_the_float_network(name, sampler):
+    config = dlgn.Config(**{**SMALL.__dict__, "sampler": sampler})
+    task, data = make(config)
+    est = E.REGISTRY[name]
+    run = jax.jit(task.evaluate, static_argnums=5)
+    ref = jax.jit(functools.partial(float_metrics, task), static_argnums=5)
+    x, y = data["test_x"], data["test_y"]
+    for seed in range(3):
+        params = task.init_params(jax.random.key(seed), data)
+        key = jax.random.key(10 + seed)
+        # tau_f = 5: most sampled gates differ from the argmax gates.
+        got = run(params, key, x, y, data, est, 5.0, 1.0)
+        want = ref(params, key, x, y, data, est, 5.0, 1.0)
+        assert {k: float(v) for k, v in got.items()} == {k: float(v) for k, v in want.items()}
+
+
+def test_packed_and_float_predictions_agree_on_a_wide_random_network():
+    """Every prediction, not only the accuracy: 4 classes of 1,000 neurons, 3 layers."""
+    config = dlgn.Config(layers=3, width=1000, n_classes=4, group_sum_tau=7.0, eval_batch_size=64)
+    task, data = make(config, n_train=64, n_test=300, d=200)
+    params = task.init_params(jax.random.key(3), data)
+    gates = [jnp.stack([jnp.argmax(lg, -1)]) for lg in params["gate_logits"]]
+    counts = jax.jit(task.packed_counts)(gates, data["test_x"], data)[0]
+    hard = [logic.argmax_coefficients(lg) for lg in params["gate_logits"]]
+    logits = jax.jit(task.forward)(hard, data["test_x"], data)
+    np.testing.assert_allclose(logits, counts / config.group_sum_tau, rtol=1e-6)
+    np.testing.assert_array_equal(counts.argmax(-1), logits.argmax(-1))
+
+
+def test_evaluate_under_vmap_over_a_grid_of_configs(small):
+    """The engine vmaps `evaluate` over configs (parameters, keys, temperatures) with the data
+    shared: each config's metrics equal its own evaluation."""
+    task, data = small
+    est = E.REGISTRY["decoupled_st"]
+    params = jax.vmap(task.init_params, in_axes=(0, None))(
+        jax.random.split(jax.random.key(4), 3), data
+    )
+    keys = jax.random.split(jax.random.key(5), 3)
+    tau_f, tau_b = jnp.array([0.3, 1.0, 5.0]), jnp.array([1.0, 2.0, 0.5])
+    x, y = data["test_x"], data["test_y"]
+
+    def one(p, k, tf, tb):
+        return task.evaluate(p, k, x, y, data, est, tf, tb)
+
+    grid = jax.jit(jax.vmap(one))(params, keys, tau_f, tau_b)
+    for i in range(3):
+        p_i = jax.tree.map(lambda a, i=i: a[i], params)
+        want = jax.jit(one)(p_i, keys[i], tau_f[i], tau_b[i])
+        assert {k: float(v[i]) for k, v in grid.items()} == {k: float(v) for k, v in want.items()}
+
+
+class FinalGates(dlgn.DLGNTask):
+    """The task, with the final gate logits among the figure arrays the engine returns."""
+
+    def figure_arrays(self, params, data):
+        return {**super().figure_arrays(params, data), "logits": jnp.stack(params["gate_logits"])}
+
+
+def test_trained_network_packed_predictions_equal_the_float_network():
+    config = dlgn.Config(
+        layers=2,
+        width=60,
+        n_classes=2,
+        group_sum_tau=3.0,
+        batch_size=32,
+        eval_batch_size=48,
+        wiring="random",
+        sampler="inverse_cdf",
+    )
+    task = FinalGates(config)
+    data = dlgn.build_data(config, *synthetic(256, 32, 0), *synthetic(100, 32, 1))
+    data = jax.tree.map(jnp.asarray, data)
+    out = train_runs(
+        task,
+        data,
+        [Run("decoupled_st", 1.0, 1.0, 0, 0.05)],
+        steps=60,
+        eval_every=60,
+        devices=jax.devices()[:1],
+    )
+    final_logits = list(jnp.asarray(out.figures[0]["logits"]))
+    x, y = data["test_x"], data["test_y"]
+    packed = logic.predict_from_logits(final_logits, data, config.n_classes, block_words=1)
+    hard = [logic.argmax_coefficients(lg) for lg in final_logits]
+    floats = jax.jit(task.forward)(hard, x, data).argmax(-1)
+    np.testing.assert_array_equal(packed, floats)
+    assert len(np.unique(floats)) == 2  # a network that separates, not a constant
+    assert out.runs[0]["final"]["test_acc"] == pytest.approx(float(np.mean(floats == y)), abs=0)

@@ -515,3 +515,123 @@ def test_registry_refuses_inconsistent_entries():
         E.Estimator("bad", E.softmax_ste, E.decoupled_st_bernoulli)
     with pytest.raises(ValueError, match="writes_tau_to"):
         E.Estimator("bad", E.softmax_ste, E.sigmoid_ste, writes_tau_to=("tau",))
+
+
+# ----------------------------------------------------------------------------------------------
+# Samplers and given-sample forms.
+
+GIVEN_SAMPLE = ("decoupled_st", "softmax_ste", "identity_ste", "reinmax", "decoupled_reinmax")
+SAMPLER_TAUS = (0.1, 0.5, 1.0, 2.0, 5.0)
+LOGITS_16 = jnp.linspace(-2.0, 1.5, 16)  # 16 classes, as a logic gate's
+
+
+@functools.cache
+def inverse_cdf_frequencies(seed=0):
+    """(len(SAMPLER_TAUS), 16) frequencies of N inverse-CDF samples of LOGITS_16 per tau."""
+    taus = jnp.asarray(SAMPLER_TAUS)[:, None, None]
+    logits = jnp.broadcast_to(LOGITS_16, (len(SAMPLER_TAUS), N, 16))
+    z = jax.jit(E.sample_inverse_cdf)(jax.random.key(seed), logits, taus)
+    assert np.all(np.asarray(z).sum(-1) == 1)
+    return np.asarray(z).mean(1)
+
+
+@pytest.mark.parametrize("i", range(len(SAMPLER_TAUS)))
+def test_inverse_cdf_frequencies_match_softmax(i):
+    """Frequencies of N samples within 5 binomial sigma of softmax(l/tau) (16 classes)."""
+    tau = SAMPLER_TAUS[i]
+    p = np.asarray(jax.nn.softmax(LOGITS_16 / tau), np.float64)
+    freq = inverse_cdf_frequencies()[i]
+    sigma = np.sqrt(p * (1 - p) / N)
+    np.testing.assert_array_less(np.abs(freq - p), 5 * sigma + 1e-12, err_msg=f"{tau=}")
+
+
+def test_inverse_cdf_frequencies_depend_on_tau_and_key():
+    f = inverse_cdf_frequencies()
+    assert not np.array_equal(f[0], f[-1])
+    assert not np.array_equal(inverse_cdf_frequencies(seed=1)[2], f[2])
+
+
+@pytest.mark.parametrize("tau", [1e-3, 1.0, 1e3])
+def test_samplers_give_valid_one_hots_at_the_extremes(tau):
+    """|l| = 50 with ties, -inf masks and non-finite rows, tau from 1e-3 to 1e3: every valid
+    row is one-hot, masked classes are never drawn, and ties are split between their classes."""
+    rows = jnp.array(
+        [
+            [50.0, -50.0, 50.0, 0.0],  # a tie at the top
+            [-50.0, 50.0, -jnp.inf, 49.9],  # a masked class next to the leader
+            [-50.0, -50.0, -50.0, -50.0],  # all equal
+            [0.0, -jnp.inf, -jnp.inf, -jnp.inf],  # one class possible
+        ]
+    )
+    logits = jnp.broadcast_to(rows, (4000, 4, 4))
+    for sampler in (E.sample_inverse_cdf, E.sample_gumbel_max):
+        z = np.asarray(jax.jit(sampler)(jax.random.key(2), logits, tau))
+        assert set(np.unique(z)) <= {0.0, 1.0} and np.all(z.sum(-1) == 1), sampler.__name__
+        assert np.all(z[:, 1, 2] == 0) and np.all(z[:, 3, 0] == 1)
+        freq = z.mean(0)
+        if tau == 1e-3:  # the leaders only; the tie split about evenly
+            np.testing.assert_array_equal(freq[0, [1, 3]], 0.0)
+            assert 0.45 < freq[0, 0] < 0.55 and freq[1, 1] == 1.0
+        if tau == 1e3:  # nearly uniform over the unmasked classes
+            np.testing.assert_allclose(freq[0], 0.25, atol=0.04)
+        np.testing.assert_allclose(freq[2], 0.25, atol=0.04)
+
+
+def test_inverse_cdf_non_finite_rows_and_dtypes():
+    z = E.sample_inverse_cdf(jax.random.key(0), BAD_ROWS, 0.5)
+    np.testing.assert_array_equal(z[0, 1], 0.0)
+    assert z[1, [0, 2]].sum() == 1 and z[1, [1, 3]].sum() == 0  # one of the certain classes
+    assert np.all(np.isnan(z[2:]))
+    for dtype in (jnp.bfloat16, jnp.float16, jnp.float32):
+        z = E.sample_inverse_cdf(jax.random.key(0), LOGITS_K.astype(dtype), 0.5)
+        assert z.dtype == dtype and float(z.astype(jnp.float32).sum()) == 1.0
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_gumbel_max_sampler_is_the_estimators_forward(dtype):
+    """Bit for bit the sample of decoupled_st (tau_f) and of st_gumbel_softmax (tau = 1),
+    ties and non-finite rows included."""
+    logits = jnp.concatenate(
+        [3.0 * jax.random.normal(jax.random.key(4), (500, 4)), BAD_ROWS, jnp.zeros((3, 4))]
+    ).astype(dtype)
+
+    def same(got, want):
+        assert got.dtype == want.dtype == dtype
+        # float32 copies: numpy's NaN-aware comparison does not know bfloat16.
+        np.testing.assert_array_equal(np.float32(got), np.float32(want))
+
+    for seed in range(3):
+        key = jax.random.key(seed)
+        for tau in (0.1, 1.0, 5.0):
+            same(E.sample_gumbel_max(key, logits, tau), E.decoupled_st(key, logits, tau, 2.0))
+        same(E.sample_gumbel_max(key, logits, 1.0), E.st_gumbel_softmax(key, logits, 0.3))
+
+
+def test_registry_records_which_estimators_take_a_given_sample():
+    have = tuple(e.name for e in E.REGISTRY if e.given_sample is not None)
+    assert have == GIVEN_SAMPLE
+    assert E.REGISTRY["decoupled_st"].given_sample_form(backward_noise=True) is None
+    assert E.REGISTRY["reinmax"].given_sample.forward_tau(0.3, 0.7) == 1.0
+    assert E.REGISTRY["decoupled_reinmax"].given_sample.forward_tau(0.3, 0.7) == 0.3
+    # The composed functions are cached (one jit cache entry per estimator and sampler).
+    entry = E.REGISTRY["decoupled_st"]
+    assert entry.sampled("inverse_cdf") is entry.sampled("inverse_cdf")
+    assert E.REGISTRY["st_gumbel_softmax"].sampled("gumbel") is E.get("st_gumbel_softmax")
+
+
+@pytest.mark.parametrize(
+    "name,options,form",
+    [
+        ("st_gumbel_softmax", {}, "categorical"),
+        ("gumbel_rao", {}, "categorical"),
+        ("decoupled_st", {"backward_noise": True}, "categorical"),
+        ("decoupled_st", {}, "bernoulli"),
+        ("softmax_relaxation", {}, "categorical"),
+    ],
+)
+def test_inverse_cdf_is_refused_where_the_backward_needs_the_noise(name, options, form):
+    with pytest.raises(ValueError, match=rf"estimator '{name}' cannot use sampler 'inverse_cdf'"):
+        E.REGISTRY[name].sampled("inverse_cdf", form, **options)
+    E.REGISTRY[name].sampled("gumbel", form, **options)  # today's stream stays available
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        E.REGISTRY[name].sampled("sobol")

@@ -101,6 +101,80 @@ def test_vjp_matches_analytic_jacobian(x64, name, backward_noise):
 
 
 # ----------------------------------------------------------------------------------------------
+# Given-sample forms (the backward applied to a sample drawn elsewhere).
+
+GIVEN_SAMPLE = [e.name for e in E.REGISTRY if e.given_sample is not None]
+
+
+@pytest.mark.parametrize("name", GIVEN_SAMPLE)
+@pytest.mark.parametrize("tau_f,tau_b", [(0.7, 1.9), (0.1, 5.0), (3.0, 0.2)])
+def test_given_sample_form_equals_the_estimator(x64, name, tau_f, tau_b):
+    """straight_through(d, l, tau_f, tau_b) with d the Gumbel-max sample of the same key at
+    forward_tau(tau_f, tau_b) equals the estimator: value and gradient exactly (float64), and
+    so does `sampled("gumbel")`, the composed form the dlgn task trains with."""
+    k1, k2, key = jax.random.split(jax.random.key(12), 3)
+    l = 2.0 * jax.random.normal(k1, (6, 5), jnp.float64)
+    v = jax.random.normal(k2, (6, 5), jnp.float64)
+    entry = E.REGISTRY[name]
+    given = entry.given_sample
+    d = E.sample_gumbel_max(key, l, given.forward_tau(tau_f, tau_b))
+
+    def value_and_vjp(fn):
+        z, vjp = jax.vjp(fn, l)
+        return z, vjp(v)[0]
+
+    want = value_and_vjp(lambda l: entry.uniform()(key, l, tau_f, tau_b))
+    got = value_and_vjp(lambda l: given.straight_through(d, l, tau_f, tau_b))
+    composed = value_and_vjp(lambda l: entry.sampled("gumbel")(key, l, tau_f, tau_b))
+    assert want[1].dtype == jnp.float64 and np.any(np.asarray(want[1]) != 0)
+    chex.assert_trees_all_equal(got, want)
+    chex.assert_trees_all_equal(composed, want)
+
+
+@pytest.mark.parametrize("name", GIVEN_SAMPLE)
+def test_inverse_cdf_sampled_backward_is_the_surrogate_at_its_sample(x64, name):
+    """`sampled("inverse_cdf")`: the forward is `sample_inverse_cdf(key, l, forward_tau)` and
+    the VJP the analytic surrogate of DESIGN.md at that sample (float64)."""
+    k1, k2, key = jax.random.split(jax.random.key(13), 3)
+    l = 1.5 * jax.random.normal(k1, (4, 6), jnp.float64)
+    v = jax.random.normal(k2, (4, 6), jnp.float64)
+    entry = E.REGISTRY[name]
+    z, vjp = jax.vjp(lambda l: entry.sampled("inverse_cdf")(key, l, 0.7, 1.9), l)
+    d = E.sample_inverse_cdf(key, l, entry.given_sample.forward_tau(0.7, 1.9))
+    np.testing.assert_array_equal(z, d)
+    l_np = np.asarray(l)
+    if name == "decoupled_st":
+        m = jacobian_at(softmax_np(l_np / 1.9)) / 1.9
+    elif name == "softmax_ste":  # its tau is read from tau_f
+        m = jacobian_at(softmax_np(l_np / 0.7)) / 0.7
+    elif name == "identity_ste":
+        m = np.broadcast_to(np.eye(6), (4, 6, 6))
+    else:
+        t_f, t_b = (1.0, 1.9) if name == "reinmax" else (0.7, 1.9)
+        pi0, pi1 = softmax_np(l_np / t_f), (softmax_np(l_np / t_b) + d) / 2
+        m = (2 * jacobian_at(pi1) - 0.5 * jacobian_at(pi0)) / t_f
+    want = np.einsum("...i,...ij->...j", np.asarray(v), m)
+    assert rel_err(vjp(v)[0], want) < 1e-9
+
+
+def test_inverse_cdf_sampled_under_jit_and_vmap_over_temperatures():
+    """A grid of (tau_f, tau_b) is one vmapped program; each entry equals its own call."""
+    fn = E.REGISTRY["decoupled_st"].sampled("inverse_cdf")
+    l = jax.random.normal(jax.random.key(14), (50, 16))
+    w = jnp.arange(16.0)
+
+    def loss_and_grad(key, tau_f, tau_b):
+        return jax.value_and_grad(lambda l: jnp.sum(w * fn(key, l, tau_f, tau_b)))(l)
+
+    keys = jax.random.split(jax.random.key(15), 3)
+    tf, tb = jnp.array([0.1, 1.0, 5.0]), jnp.array([2.0, 0.5, 1.0])
+    got = jax.jit(jax.vmap(loss_and_grad))(keys, tf, tb)
+    for i in range(3):
+        want = loss_and_grad(keys[i], tf[i], tb[i])
+        chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], got), want, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
 # Identities.
 
 

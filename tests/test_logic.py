@@ -263,3 +263,32 @@ def test_group_sum():
     np.testing.assert_allclose(logic.group_sum(x, n_classes=4, tau=2.5), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="divisible"):
         logic.group_sum(x, n_classes=3)
+
+
+def test_group_sum_neuron_major_equals_group_sum_of_the_transpose():
+    x_NxB = jax.random.uniform(jax.random.key(3), (20, 6))
+    got = logic.group_sum_neuron_major(x_NxB, n_classes=4, tau=2.5)
+    assert got.shape == (6, 4)
+    np.testing.assert_allclose(got, logic.group_sum(x_NxB.T, n_classes=4, tau=2.5), rtol=1e-6)
+    bits = (x_NxB > 0.5).astype(jnp.float32)  # integer sums: equal exactly
+    np.testing.assert_array_equal(
+        logic.group_sum_neuron_major(bits, 4, 1.0), logic.group_sum(bits.T, 4, 1.0)
+    )
+    with pytest.raises(ValueError, match="divisible"):
+        logic.group_sum_neuron_major(x_NxB, n_classes=3)
+
+
+@pytest.mark.parametrize("dtype", [jnp.uint8, jnp.bool_, jnp.float32])
+def test_neuron_major_is_an_exact_transpose(dtype):
+    """On CPU a matrix product with the identity, which must be exact for inputs in [0, 1]."""
+    x = jax.random.uniform(jax.random.key(4), (37, 50))
+    if dtype != jnp.float32:
+        x = x > 0.5
+    x = x.astype(dtype)
+    got = jax.jit(logic.neuron_major)(x)
+    assert got.dtype == jnp.float32 and got.shape == (50, 37)
+    np.testing.assert_array_equal(got, np.asarray(x, np.float32).T)
+    # Gradients reach float inputs through the transpose.
+    if dtype == jnp.float32:
+        w = jax.random.normal(jax.random.key(5), (50, 37))
+        np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(w * logic.neuron_major(x)))(x), w.T)

@@ -245,9 +245,8 @@ def train_runs(
     `checkpoint`, finished chunks and mid-chunk state are saved, and a rerun with the same
     arguments continues where the last one stopped; `tag` keeps the chunk files of separate
     calls of one sweep apart; `test_at` and `prng` are `make_fns`'s options.
-    `callback(estimator, chunk_index, segment_index)` is called after
-    every segment (and after its checkpoint); an exception raised there interrupts the sweep
-    cleanly.
+    `callback(estimator, chunk_index, segment_index)` is called after every segment (and after
+    its checkpoint); an exception raised there interrupts the sweep cleanly.
     """
     if steps < 1 or eval_every < 1:
         raise ValueError(f"steps ({steps}) and eval_every ({eval_every}) must be positive")
