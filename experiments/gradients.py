@@ -20,9 +20,14 @@ first version's claim that raising tau_b lowers bias and spread and raising tau_
 heatmaps `heatmap_<estimator>_<checkpoint>_<reference>_<metric>.png` for the two-temperature
 estimators and curves `curves_<checkpoint>_<reference>.png` for the others.
 
-Default run (S = 1,000 images, N = 1,024 draws, the 10-value axis, 2,000 training steps):
-measured 0 s wall on the 2-core development CPU (see gradients.json for the machine).
-Smoke (4 images, 64 draws, 3 temperatures, 20 training steps): under 60 s there.
+Cost, measured on the 2-core development CPU (AMD EPYC, shared with other jobs; gradients.json
+records the machine and the load average at the start):
+- default (S = 1,000 images, N = 1,024 draws, the 10-value axis, 2,000 training steps; 250
+  configurations x 1,024 draws x 1,000 images x 2 checkpoints): 560 s wall at load average ~4,
+  724 s at load average 5-9 (training about 30-60 s, each checkpoint 4-7 min, figures 14 s);
+- smoke (4 images, 64 draws, temperatures 0.5, 1, 2, 20 training steps): 32-36 s wall and 35 s
+  CPU on a quiet machine, most of it compiling one program per estimator; 62 s wall at load
+  average ~5.
 """
 
 from __future__ import annotations
