@@ -284,3 +284,12 @@ def test_a_registered_estimator_reaches_grid_results_summary_and_heatmaps(tmp_pa
     assert (tmp_path / "heatmap_toy_swapped_test_acc_stoch.png").stat().st_size > 0
     assert "| toy_swapped |" in (tmp_path / "summary.md").read_text()
     assert "toy_swapped" not in estimators.REGISTRY  # the registration ended with the block
+
+
+def test_chunks_are_balanced_so_the_last_one_is_not_mostly_padding():
+    from dst_jax.sweep.engine import balanced
+
+    assert balanced(300, 246, 1) == 150  # two chunks of 150, not 246 + 54 padded to 246
+    assert balanced(300, 1024, 1) == 300
+    assert balanced(54, 1024, 4) == 56  # a multiple of the devices
+    assert balanced(301, 100, 4) == 76  # four chunks

@@ -151,9 +151,19 @@ def plan_chunks(
             return checkpoint.chunk_size(est, size, fixed=True)
     if chunk_size is None:
         size = _fitting_chunk_size(program, est_runs[0], size, mesh, data, first_segment_steps)
+        size = balanced(len(est_runs), size, n_dev)
         if checkpoint is not None:
             checkpoint.set_chunk_size(est, size)
     return size
+
+
+def balanced(n_runs: int, max_size: int, n_dev: int) -> int:
+    """The smallest chunk size (a multiple of `n_dev`) that cuts `n_runs` into as few chunks as
+    `max_size` allows: the last chunk is padded with repeats of a real config, so 300 runs in
+    chunks of 150 waste nothing where chunks of 246 would train 192 padding configs."""
+    n_chunks = math.ceil(n_runs / max_size)
+    size = math.ceil(n_runs / n_chunks)
+    return min(max_size, math.ceil(size / n_dev) * n_dev)
 
 
 # -- one chunk ---------------------------------------------------------------------------------
