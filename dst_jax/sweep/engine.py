@@ -31,8 +31,11 @@ from dst_jax.sweep.train import make_fns
 from dst_jax.tasks.base import Task
 
 # Above this many configs per chunk a bigger vmap no longer buys throughput on one device but
-# makes each checkpoint and each lost chunk more expensive.
-MAX_AUTO_CHUNK = 1024
+# makes each checkpoint and each lost chunk more expensive. On a CPU the vmap buys nothing even
+# for a few configs and large chunks fall out of cache (sbn on the 2-core development CPU: 395
+# model-steps/s for 16 configs, 353 for 64, 302 for 256; docs/PERFORMANCE.md).
+MAX_AUTO_CHUNK = {"cpu": 32}
+MAX_AUTO_CHUNK_ACCELERATOR = 1024
 # Fraction of free device memory the auto chunk size may plan to use.
 MEMORY_FRACTION = 0.6
 
@@ -142,7 +145,8 @@ def plan_chunks(
     recorded."""
     n_dev = mesh.devices.size
     est = f"{tag}-{est_runs[0].estimator}"
-    size = min(chunk_size or MAX_AUTO_CHUNK, len(est_runs))
+    largest = MAX_AUTO_CHUNK.get(mesh.devices.flat[0].platform, MAX_AUTO_CHUNK_ACCELERATOR)
+    size = min(chunk_size or largest * n_dev, len(est_runs))
     size = max(n_dev, math.ceil(size / n_dev) * n_dev)  # equal shards per device
     if checkpoint is not None:
         if checkpoint.has_chunk_size(est):
