@@ -13,6 +13,12 @@ Implementations, all at the task's sizes (4 x 12,000 neurons on 9,216 inputs, ba
 adds Adam (the whole single-model training step). Times are per call, averaged over `repeats`
 calls after warm-up, with the device synchronised once at the end.
 
+Run as a script, it times the training step of every sampler and PRNG implementation side by
+side, and optionally that of another checkout (`train_step_rows`):
+
+    python -m benchmarks.logic_bench [--baseline /tmp/base] [--rounds 8] [--calls 3] [--quick]
+        [--json PATH]
+
 difflogic is found, in this order: an importable `difflogic` (e.g. built for the GPU and put on
 PYTHONPATH by benchmarks/gpu_session.sh); a source folder or sdist named by $DIFFLOGIC_SRC; the
 sdist in the checkout's ignored `.device_data/` folder. Its package imports the compiled
@@ -23,14 +29,17 @@ No difflogic code is part of this repository.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import glob
+import importlib
 import io
 import os
 import sys
 import tarfile
 import tempfile
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -40,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import ESTIMATOR, Setup, clock
+from benchmarks.common import ESTIMATOR, Setup, clock, environment, json_safe, make_setup
 from dst_jax import estimators, logic
 from dst_jax.tasks import dlgn
 
@@ -301,3 +310,209 @@ def kernel_rows(setup: Setup, repeats: int, use_torch: bool = True) -> list[dict
             }
         ]
     return rows + _torch_rows(setup, repeats, import_difflogic())
+
+
+# -- the training step: samplers, PRNG implementations, another checkout -----------------------
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
+
+@dataclasses.dataclass
+class StepProgram:
+    label: str
+    version: str  # "this" or "baseline"
+    estimator: str
+    sampler: str
+    prng: str
+    step: Any  # jitted (params, opt_state, key, x, y, data) -> (params, opt_state)
+    key: jax.Array
+
+
+def _train_step(task, estimator, lr):
+    opt = optax.adam(lr)
+
+    def step(params, opt_state, key, x, y, data):
+        grads = jax.grad(lambda p: task.loss(p, key, x, y, data, estimator, TAU_F, TAU_B)[0])(
+            params
+        )
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return jax.jit(step), opt
+
+
+def _baseline_task(baseline_dir: Path, config):
+    """The baseline checkout's dlgn task for the same shapes, and `name -> what its loss takes
+    as the estimator` (a registry entry, or the name in versions without a registry)."""
+    from benchmarks.compare_checkouts import BASELINE, import_baseline
+
+    import_baseline(baseline_dir.resolve())
+    module = importlib.import_module(f"{BASELINE}.tasks.dlgn")
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    same = {k: v for k, v in dataclasses.asdict(config).items() if k in fields}
+    registry = getattr(importlib.import_module(f"{BASELINE}.estimators"), "REGISTRY", None)
+    return module.DLGNTask(module.Config(**same)), (
+        (lambda name: name) if registry is None else registry.__getitem__
+    )
+
+
+def train_step_rows(
+    setup: Setup, rounds: int, calls: int, baseline: Path | None = None
+) -> list[dict[str, Any]]:
+    """The single-model training step (task loss, gradient, Adam) of decoupled ST with each
+    sampler and PRNG implementation and of the softmax relaxation, and those of `baseline`
+    (decoupled ST with its default stream, Gumbel noise from threefry; the relaxation), at
+    `setup`'s shapes.
+
+    The programs are compiled first, then timed in turn for `rounds` rounds of `calls` calls
+    each, so that a shared machine's drift reaches them alike; a row keeps its best round:
+    wall ms per step, and process CPU ms per step (all threads; what other processes take
+    from the machine does not count). `vs_relaxation` divides by the same version's
+    relaxation row; `baseline_over_this`, the baseline's row of the same estimator by this one.
+    """
+    cfg = setup.task.config
+    data = jax.device_put(setup.data)
+    b = setup.batch_size
+    x, y = data["train_x"][:b], data["train_y"][:b]
+    relax_name = estimators.REGISTRY.names(discrete=False)[0]
+    programs = []
+    opt = None
+    for sampler in estimators.SAMPLERS:
+        task = dlgn.DLGNTask(dataclasses.replace(cfg, sampler=sampler))
+        for prng in PRNG_IMPLS:
+            step, opt = _train_step(task, estimators.REGISTRY[ESTIMATOR], setup.lr)
+            key = jax.random.key(1, impl=prng)
+            label = f"dst_jax, {ESTIMATOR}"
+            programs.append(StepProgram(label, "this", ESTIMATOR, sampler, prng, step, key))
+    threefry = jax.random.key(1, impl="threefry2x32")
+    step, _ = _train_step(setup.task, estimators.REGISTRY[relax_name], setup.lr)
+    programs.append(
+        StepProgram("dst_jax, relaxation", "this", relax_name, "none", "-", step, threefry)
+    )
+    if baseline is not None:
+        task, entry = _baseline_task(baseline, cfg)
+        for name, sampler in ((ESTIMATOR, "gumbel"), (relax_name, "none")):
+            step, _ = _train_step(task, entry(name), setup.lr)
+            label = f"baseline {baseline}, {'relaxation' if name == relax_name else name}"
+            prng = "-" if sampler == "none" else "threefry2x32"
+            programs.append(StepProgram(label, "baseline", name, sampler, prng, step, threefry))
+    params = jax.jit(setup.task.init_params)(jax.random.key(0), data)
+    opt_state = opt.init(params)
+
+    def run(p: StepProgram, n: int) -> tuple[float, float]:
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            out = p.step(params, opt_state, p.key, x, y, data)
+        jax.block_until_ready(out)
+        return (time.perf_counter() - w0) / n, (time.process_time() - c0) / n
+
+    compile_s = {}
+    for p in programs:
+        t0 = clock()
+        run(p, 1)
+        compile_s[id(p)] = clock() - t0
+        run(p, 1)
+    best = {id(p): [float("inf"), float("inf")] for p in programs}
+    for _ in range(rounds):
+        for p in programs:
+            wall, cpu = run(p, calls)
+            best[id(p)] = [min(best[id(p)][0], wall), min(best[id(p)][1], cpu)]
+    relax = {p.version: best[id(p)] for p in programs if p.estimator == relax_name}
+    base_of = {p.estimator: best[id(p)] for p in programs if p.version == "baseline"}
+    rows = []
+    for p in programs:
+        wall_ms, cpu_ms = (t * 1e3 for t in best[id(p)])
+        base = base_of.get(p.estimator) if p.version == "this" else None
+        rows.append(
+            {
+                "implementation": p.label,
+                "version": p.version,
+                "estimator": p.estimator,
+                "sampler": p.sampler,
+                "prng": p.prng,
+                "what": f"network {cfg.layers}x{cfg.width} train step (Adam)",
+                "batch_size": b,
+                "ms_per_call": wall_ms,
+                "cpu_ms_per_call": cpu_ms,
+                "vs_relaxation": best[id(p)][0] / relax[p.version][0],
+                "vs_relaxation_cpu": best[id(p)][1] / relax[p.version][1],
+                "baseline_over_this": None if base is None else base[0] / best[id(p)][0],
+                "baseline_over_this_cpu": None if base is None else base[1] / best[id(p)][1],
+                "compile_s": compile_s[id(p)],
+                "status": "ok",
+            }
+        )
+    return rows
+
+
+def format_train_steps(rows: list[dict[str, Any]]) -> str:
+    """The rows as a text table; ratios of wall times, then of CPU times."""
+
+    def ratio(r, key):
+        return "-" if r[key] is None else f"{r[key]:.2f}x"
+
+    header = (
+        "implementation",
+        "sampler",
+        "PRNG",
+        "ms/step",
+        "CPU ms/step",
+        "/ relax",
+        "/ relax CPU",
+        "base /",
+        "base / CPU",
+    )
+    body = [
+        (
+            r["implementation"],
+            r["sampler"],
+            r["prng"],
+            f"{r['ms_per_call']:.2f}",
+            f"{r['cpu_ms_per_call']:.2f}",
+            ratio(r, "vs_relaxation"),
+            ratio(r, "vs_relaxation_cpu"),
+            ratio(r, "baseline_over_this"),
+            ratio(r, "baseline_over_this_cpu"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in body)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(fmt.format(*line) for line in (header, *body))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.logic_bench",
+        description="dlgn training step: samplers x PRNG implementations, relaxation, baseline",
+    )
+    p.add_argument("--baseline", type=Path, default=None, help="another checkout's root")
+    p.add_argument("--rounds", type=int, default=8, help="timing rounds (best kept)")
+    p.add_argument("--calls", type=int, default=3, help="steps per program and round")
+    p.add_argument("--quick", action="store_true", help="2 x 1,000 neurons (CPU smoke run)")
+    p.add_argument("--json", default=None, help="write the rows here (JSON)")
+    args = p.parse_args(argv)
+    setup = make_setup("dlgn", quick=args.quick)
+    env = environment()
+    rows = train_step_rows(setup, args.rounds, args.calls, args.baseline)
+    env["load_average_1min_end"] = os.getloadavg()[0]
+    cfg = setup.task.config
+    print(
+        f"dlgn {cfg.layers} x {cfg.width}, batch {setup.batch_size}: {env['device']} "
+        f"({env['backend']}), jax {env['jax']}, load average {env['load_average_1min']:.1f} -> "
+        f"{env['load_average_1min_end']:.1f}; best of {args.rounds} rounds of {args.calls} steps"
+    )
+    print(format_train_steps(rows))
+    if args.json:
+        from dst_jax.io import atomic_write_json
+
+        command = "python -m benchmarks.logic_bench " + " ".join(
+            sys.argv[1:] if argv is None else argv
+        )
+        atomic_write_json(
+            args.json, json_safe({"command": command, "environment": env, "train_steps": rows})
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

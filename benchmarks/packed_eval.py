@@ -230,6 +230,10 @@ def main(argv=None):
         f"{args.classes} classes; {jax.devices()[0].platform}, best of {args.repeats}; "
         f"acc {metrics['acc']:.4f}, acc_train_mode {metrics['acc_train_mode']:.4f}"
     )
+    print(
+        f"the two networks predict differently on {np.mean(want[0] != want[1]):.1%} of the "
+        f"examples; {len(np.unique(want[0]))} and {len(np.unique(want[1]))} distinct classes"
+    )
     for name, ok in checks.items():
         print(f"identical: {name}: {ok}")
     reference = rows[0][1]

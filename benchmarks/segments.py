@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import time
 from collections.abc import Callable
+from inspect import signature
 from typing import Any
 
 import jax
@@ -45,7 +46,9 @@ def plain_and_vmapped(
 ) -> dict[str, Program]:
     """{"plain": jit(segment) on one config, "vmap(n)": jit(vmap(segment)) on n configs};
     `estimator` is what `make_fns` takes (a registry entry, or a name in older versions)."""
-    init, segment = make_fns(task, estimator)
+    # Older versions' make_fns has no schedules, hence no total_steps.
+    length = {"total_steps": 10**6} if "total_steps" in signature(make_fns).parameters else {}
+    init, segment = make_fns(task, estimator, **length)
     one, many = hparams(setup, n_configs)
     batched = jax.vmap(segment, in_axes=(0, 0, None, None, None))
     return {

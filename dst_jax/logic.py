@@ -317,10 +317,11 @@ def logic_layer(
     of B values (coalesced reads on GPU, memcpy-like on CPU, about 5x faster than gathering
     columns there), and the coefficient gradient reduces along the contiguous batch axis.
 
-    The backward is written out (a custom VJP): regather a, b from x (cheaper than storing
-    them), then da = g (c1 + c3 b), db = g (c2 + c3 a), dc = sum_batch g (1, a, b, ab), and
-    dx = the transposed gather of (da, db) via the inverse wiring. Left to autodiff, XLA's CPU
-    fusions of the same computation ran 5x slower.
+    The backward is written out (a custom VJP): regather a, b from x (where forward and
+    backward are one program XLA reuses the forward's gathers), then da = g (c1 + c3 b),
+    db = g (c2 + c3 a), dc = sum_batch g (1, a, b, ab), and dx = the transposed gather of
+    (da, db) via the inverse wiring. Left to autodiff, XLA's CPU fusions of the same computation
+    ran 5x slower.
 
     Args:
       x_IxB: (I, B) inputs in [0, 1] (any trailing batch shape, or none).
@@ -353,7 +354,7 @@ def _gather_pair(x_IxB, idx_2N, n):
     Two gathers rather than one of 2N rows split in halves: XLA (CPU) copies each half of the
     2N-row gather into a buffer of its own wherever several fusions read it (the forward's
     output and the backward's reductions), two extra passes over 2 x N x B floats per layer
-    and step (about a quarter of the training step at 4 x 12,000 x 100).
+    and step (a sixth to a quarter of the training step at 4 x 12,000 x 100).
     """
     a_NxB = _gather_rows(x_IxB, jax.lax.slice_in_dim(idx_2N, 0, n))
     b_NxB = _gather_rows(x_IxB, jax.lax.slice_in_dim(idx_2N, n, 2 * n))
@@ -391,6 +392,72 @@ def _logic_layer_vjp_bwd(res, g_NxB):
 _logic_layer.defvjp(_logic_layer_vjp_fwd, _logic_layer_vjp_bwd)
 
 
+def packed_input_layer(
+    x_words_IxW: jax.Array, coef: jax.Array, idx_2N: jax.Array, n_examples: int
+) -> jax.Array:
+    """`logic_layer` on {0, 1} inputs given bit-packed (`pack_bits`): (N, n_examples) float32.
+
+    out_j = c_j0 + c_j1 a_j + c_j2 b_j + c_j3 a_j b_j with a_j, b_j the bits of inputs idx[j],
+    idx[N + j], unpacked where they are read; the same values as `logic_layer` on the unpacked
+    floats, and the same coefficient gradient, dc = sum_batch g (1, a, b, ab) (per example for
+    (N, B, 4) coefficients). The inputs are data: no input gradient, so no inverse wiring.
+
+    For a first layer on binary data, the gather then moves 1 bit per example instead of a
+    float32, and the backward reads the gathered words again instead of two float (N, B)
+    arrays: on CPU at 9,216 -> 12,000 x 100 it saved about a ninth of the training step
+    (the float path also needs the (B, D) -> (D, B) transpose, `neuron_major`).
+
+    Args:
+      x_words_IxW: uint32 (I, W) packed inputs, W >= ceil(n_examples / 32).
+      coef: (N, 4) coefficients, or (N, n_examples, 4) per example.
+      idx_2N: int32 (2N,) the flat wiring table.
+      n_examples: static, the examples packed in the words (padding bits are dropped).
+    """
+    n = coef.shape[0]
+    if idx_2N.shape != (2 * n,):
+        raise ValueError(f"flat wiring must have shape (2 * {n},), got {idx_2N.shape}")
+    if coef.shape[-1] != 4 or coef.ndim not in (2, 3):
+        raise ValueError(f"coef must be (N, 4) or (N, {n_examples}, 4); got {coef.shape}")
+    if x_words_IxW.ndim != 2 or x_words_IxW.shape[1] * WORD_BITS < n_examples:
+        raise ValueError(
+            f"packed inputs must be (I, W) words holding {n_examples} examples, got shape "
+            f"{x_words_IxW.shape}"
+        )
+    return _packed_input_layer(x_words_IxW, coef, idx_2N, n_examples)
+
+
+def _unpacked_pair(x_words_IxW, idx_2N, n, n_examples):
+    """(a, b) float32 (N, n_examples) from the gathered words of the a- and b-inputs."""
+    a_NxW, b_NxW = _gather_pair(x_words_IxW, idx_2N, n)
+    a_NxB = _word_bits(a_NxW)[:, :n_examples].astype(jnp.float32)
+    b_NxB = _word_bits(b_NxW)[:, :n_examples].astype(jnp.float32)
+    return a_NxB, b_NxB
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _packed_input_layer(x_words_IxW, coef, idx_2N, n_examples):
+    a_NxB, b_NxB = _unpacked_pair(x_words_IxW, idx_2N, coef.shape[0], n_examples)
+    return apply_coefficients(a_NxB, b_NxB, _broadcast_coef(coef, 1))
+
+
+def _packed_input_layer_fwd(x_words_IxW, coef, idx_2N, n_examples):
+    out = _packed_input_layer(x_words_IxW, coef, idx_2N, n_examples)
+    return out, (x_words_IxW, coef, idx_2N)
+
+
+def _packed_input_layer_bwd(n_examples, res, g_NxB):
+    x_words_IxW, coef, idx_2N = res
+    a_NxB, b_NxB = _unpacked_pair(x_words_IxW, idx_2N, coef.shape[0], n_examples)
+    ga_NxB = g_NxB * a_NxB
+    terms = [g_NxB, ga_NxB, g_NxB * b_NxB, ga_NxB * b_NxB]
+    if coef.ndim == 2:
+        terms = [t.sum(axis=1) for t in terms]
+    return None, jnp.stack(terms, axis=-1).astype(coef.dtype), None
+
+
+_packed_input_layer.defvjp(_packed_input_layer_fwd, _packed_input_layer_bwd)
+
+
 def group_sum(x_BxN: jax.Array, n_classes: int = 10, tau: float = 100.0) -> jax.Array:
     """GroupSum: class logits y_c = (1 / tau) sum of the c-th contiguous block of N / n_classes.
 
@@ -415,7 +482,7 @@ def group_sum_neuron_major(x_NxB: jax.Array, n_classes: int = 10, tau: float = 1
     Equal to `group_sum(x.T, n_classes, tau)` up to the order of the float additions (exactly,
     for integer-valued outputs). Summing over the neuron axis where it lies avoids transposing
     the whole (N, B) last layer, a strided copy that XLA (CPU) fuses with the layer's
-    evaluation (about a tenth of the training step at 12,000 x 100).
+    evaluation (5-10% of the training step at 4 x 12,000 x 100).
     """
     n = x_NxB.shape[0]
     if n % n_classes:
@@ -438,8 +505,8 @@ def neuron_major(x_BxD: jax.Array) -> jax.Array:
     On CPU the transpose is computed as `x^T I` (an exact matrix product: every output is one
     input times 1 plus zeros, for finite inputs): XLA (CPU) fuses a plain transpose into the
     first layer's gather, which then reads x column by column, 100 strided reads per gathered
-    row (3-4x slower than the product at 9,216 x 100); a product's output is always its own
-    buffer. Other platforms transpose.
+    row (16 ms against 3-5 ms per gather after the product, in one profile at 9,216 x 100); a
+    product's output is always its own buffer. Other platforms transpose.
     """
     x = x_BxD.astype(jnp.float32)
     if x.ndim != 2:

@@ -148,6 +148,25 @@ def test_train_mode_accuracy(small):
 
 
 @pytest.mark.parametrize("per_example", [False, True])
+def test_binary_inputs_read_packed_equal_float_inputs(per_example):
+    """The task's uint8 bits enter the first layer bit-packed; float inputs of the same values
+    take the float path: the same loss, and gradients equal up to float rounding."""
+    config = dlgn.Config(**{**SMALL.__dict__, "per_example_samples": per_example})
+    task, data = make(config)
+    params = task.init_params(jax.random.key(0), data)
+    x, y = data["train_x"][:40], data["train_y"][:40]
+    assert x.dtype == jnp.uint8
+    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True), static_argnums=5)
+    est = E.REGISTRY["decoupled_st"]
+    (l_bits, _), g_bits = loss_and_grad(params, jax.random.key(1), x, y, data, est, 0.5, 2.0)
+    xf = x.astype(jnp.float32)
+    (l_float, _), g_float = loss_and_grad(params, jax.random.key(1), xf, y, data, est, 0.5, 2.0)
+    assert float(l_bits) == pytest.approx(float(l_float), rel=1e-6)
+    for a, b in zip(g_bits["gate_logits"], g_float["gate_logits"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
 def test_loss_gradient_reaches_every_layer(per_example):
     config = dlgn.Config(**{**SMALL.__dict__, "per_example_samples": per_example})
     task, data = make(config)
@@ -337,6 +356,30 @@ def test_packed_evaluation_equals_the_float_network(name, sampler):
         got = run(params, key, x, y, data, est, 5.0, 1.0)
         want = ref(params, key, x, y, data, est, 5.0, 1.0)
         assert {k: float(v) for k, v in got.items()} == {k: float(v) for k, v in want.items()}
+
+
+def test_per_example_samples_keep_the_float_train_mode():
+    """With one sample per example the sampled network is no Boolean circuit: `acc` is still
+    bit-packed, `acc_train_mode` comes from the float network with the slice keys."""
+    config = dlgn.Config(**{**SMALL.__dict__, "per_example_samples": True})
+    task, data = make(config)
+    est = E.REGISTRY["decoupled_st"]
+    params = task.init_params(jax.random.key(2), data)
+    x, y = data["test_x"], data["test_y"]
+    key = jax.random.key(3)
+    got = jax.jit(task.evaluate, static_argnums=5)(params, key, x, y, data, est, 5.0, 1.0)
+    want = jax.jit(functools.partial(float_metrics, task), static_argnums=5)(
+        params, key, x, y, data, est, 5.0, 1.0
+    )
+    assert float(got["acc"]) == float(want["acc"])
+    _, k_slices = jax.random.split(key)
+    hits = 0
+    for s, k in enumerate(jax.random.split(k_slices, 3)):  # 70 examples: slices of 32, 32, 6
+        x_s, y_s = x[32 * s : 32 * (s + 1)], y[32 * s : 32 * (s + 1)]
+        coefs = task._train_coefs(params, k, est, 5.0, 1.0, 32)
+        coefs = [c[:, : x_s.shape[0]] for c in coefs]  # the padded tail's samples, cut
+        hits += int(jnp.sum(task.forward(coefs, x_s, data).argmax(-1) == y_s))
+    assert float(got["acc_train_mode"]) == pytest.approx(hits / x.shape[0], abs=1e-7)
 
 
 def test_packed_and_float_predictions_agree_on_a_wide_random_network():

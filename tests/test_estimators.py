@@ -635,3 +635,21 @@ def test_inverse_cdf_is_refused_where_the_backward_needs_the_noise(name, options
     E.REGISTRY[name].sampled("gumbel", form, **options)  # today's stream stays available
     with pytest.raises(ValueError, match="sampler must be one of"):
         E.REGISTRY[name].sampled("sobol")
+
+
+@pytest.mark.parametrize("k", [16, 100])  # unrolled, and a lax.scan beyond 64 classes
+def test_inverse_cdf_running_sums_are_sequential(k):
+    """c_k = c_{k-1} + e_k in index order, the float32 rounding of a sequential sum (numpy's
+    cumsum), so the sums never decrease and a zero term repeats its predecessor."""
+    e = np.array(jax.random.exponential(jax.random.key(6), (k, 50)))
+    e[3] = 0.0
+    got = np.asarray(E._running_sums(jnp.asarray(e)))
+    np.testing.assert_array_equal(got, np.cumsum(e, axis=0, dtype=np.float32))
+    assert np.all(np.diff(got, axis=0) >= 0) and np.array_equal(got[3], got[2])
+    # The sampler on many classes: valid one-hots of the right law.
+    logits = jnp.broadcast_to(jnp.linspace(-3.0, 3.0, k), (N, k))
+    z = np.asarray(jax.jit(E.sample_inverse_cdf)(jax.random.key(7), logits, 1.0))
+    assert np.all(z.sum(-1) == 1)
+    p = np.asarray(jax.nn.softmax(jnp.linspace(-3.0, 3.0, k)), np.float64)
+    sigma = np.sqrt(p * (1 - p) / N)
+    np.testing.assert_array_less(np.abs(z.mean(0) - p), 5 * sigma + 1e-12)

@@ -292,3 +292,35 @@ def test_neuron_major_is_an_exact_transpose(dtype):
     if dtype == jnp.float32:
         w = jax.random.normal(jax.random.key(5), (50, 37))
         np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(w * logic.neuron_major(x)))(x), w.T)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_packed_input_layer_equals_the_float_layer(per_example):
+    """Bit-packed {0, 1} inputs: the same outputs and coefficient gradient as `logic_layer` on
+    the floats (37 examples: a partly filled second word), also under vmap over a grid."""
+    in_dim, n, batch = 30, 25, 37
+    idx_2xN = logic.make_wiring(3, in_dim, n, "random")
+    idx, inv = (jnp.asarray(t) for t in logic.wiring_tables(idx_2xN, in_dim))
+    kx, kc, kw = jax.random.split(jax.random.key(8), 3)
+    x_BxD = jax.random.bernoulli(kx, 0.5, (batch, in_dim)).astype(jnp.uint8)
+    coef = jax.random.normal(kc, (n, batch, 4) if per_example else (n, 4))
+    w_NxB = jax.random.normal(kw, (n, batch))
+
+    def packed(c, x):
+        out = logic.packed_input_layer(logic.pack_bits(x), c, idx, batch)
+        return (w_NxB * jnp.cos(out)).sum(), out
+
+    def floats(c, x):
+        out = logic.logic_layer(x.T.astype(jnp.float32), c, idx, inv)
+        return (w_NxB * jnp.cos(out)).sum(), out
+
+    (_, got), g_got = jax.jit(jax.value_and_grad(packed, has_aux=True))(coef, x_BxD)
+    (_, want), g_want = jax.value_and_grad(floats, has_aux=True)(coef, x_BxD)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(g_got, g_want, rtol=1e-6, atol=1e-6)
+    xs = jnp.stack([x_BxD, 1 - x_BxD])
+    g_vmapped = jax.vmap(jax.grad(lambda c, x: packed(c, x)[0]), in_axes=(None, 0))(coef, xs)
+    g_one = jax.grad(lambda c: floats(c, 1 - x_BxD)[0])(coef)
+    np.testing.assert_allclose(g_vmapped[1], g_one, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="examples"):
+        logic.packed_input_layer(logic.pack_bits(x_BxD), coef, idx, 65)

@@ -10,6 +10,15 @@ layer computes relax(a, b, z), the exact Boolean gate on {0, 1} inputs, so the t
 discrete in its forward pass. One sample per neuron per step is shared by the minibatch;
 `per_example_samples=True` draws one per example instead, at the cost of an (N, B, 16) sample
 tensor per layer (in evaluation too: lower `eval_batch_size` with it).
+
+`sampler` picks how the one-hot is drawn (`DLGNTask.sampler_of`): "gumbel" (default) is the
+estimator's own Gumbel-max draw, 2 x 16 uniforms per neuron, the stream of earlier versions;
+"inverse_cdf" draws the same law `Cat(softmax(l / tau_f))` from one uniform per neuron
+(`estimators.sample_inverse_cdf`) for the estimators whose backward needs only the sample (a
+registry `GivenSample`); st_gumbel_softmax and gumbel_rao, whose backward reads the noise, keep
+the Gumbel draw. Results record the config's sampler and, in the data provenance,
+`sampler_by_estimator`.
+
 The reference row `softmax_relaxation` (a registry entry with `discrete=False`) is difflogic's
 own training: z = softmax(logits), no sampling, no temperature.
 
@@ -21,9 +30,13 @@ inverse table serves the gather's backward), `wiring_hidden` (L-1, 2N) and `wiri
 
 Metrics of an evaluation split:
 - `acc`: the discretised network (argmax gate per neuron, exact Boolean evaluation); ties in
-  the integer group sums go to the lower class index, as with difflogic's argmax.
+  the integer group sums go to the lower class index, as with difflogic's argmax. Evaluated
+  bit-packed, 32 examples per uint32 word (`logic.packed_forward`): the float network's
+  predictions exactly.
 - `acc_train_mode`: the network as trained (the estimator's stochastic forward with one fresh
-  sample of every gate, or the softmax relaxation).
+  sample of every gate, or the softmax relaxation). Bit-packed as well when that network is
+  Boolean (a discrete estimator with one sample per neuron); the float network for the
+  relaxation and with `per_example_samples`.
 Metrics of the parameters: `gate_perplexity`, exp(entropy) of the histogram of argmax gates over
 all neurons of all layers (1 to 16); `gate_hist`, that histogram (16,), fraction of neurons per
 gate.
@@ -243,17 +256,19 @@ class DLGNTask:
     ) -> jax.Array:
         """Class logits (B, n_classes) from per-layer coefficients (N, 4) or (N, B, 4).
 
-        Activations are neuron-major (N, B) inside (see `logic.logic_layer`), and so is the
-        GroupSum (`logic.group_sum_neuron_major`).
+        `x_BxD`: {0, 1} inputs, integer or bool (the task's data: read bit-packed by the first
+        layer, `logic.packed_input_layer`, nonzero as 1), or floats in [0, 1]. Activations are
+        neuron-major (N, B) inside (see `logic.logic_layer`), and so is the GroupSum
+        (`logic.group_sum_neuron_major`).
 
         Hidden layers: unrolled (training) or, with `hidden_in_scan=True`, in a `lax.scan`
         (evaluation). XLA (CPU) drops `optimization_barrier`s before fusion and fuses layer l
-        into layer l+1's gathers, which read every value twice: where no backward pass needs
-        the layers' inputs (a forward-only program) it so recomputes the layers below 2, 4, 8
-        times, and the float evaluation ran 5-6x slower than with a scan, whose steps
-        materialise every layer's output. In training the backward's use of each gathered
-        input materialises it anyway, while a scan stacks its residuals (a copy of every layer's
-        input per step): the unrolled layers are faster there.
+        into the gathers of layer l+1, each of which then recomputes it: in a forward-only
+        program nothing else materialises the layers, and the unrolled float evaluation of
+        4 x 12,000 took 1.2-1.5x the time of the scan, whose steps materialise every layer's
+        output. In training the backward's use of each gathered input materialises it anyway,
+        while a scan stacks its residuals (a copy of every layer's input per step, and a
+        zero-filled buffer for the stacked gradients): the unrolled layers are faster there.
         """
         if len(coefs) != data["wiring_hidden"].shape[0] + 1:
             raise ValueError(
@@ -261,9 +276,15 @@ class DLGNTask:
                 f"{data['wiring_hidden'].shape[0] + 1} layers; build data and params from the "
                 f"same Config"
             )
-        h_NxB = logic.logic_layer(
-            logic.neuron_major(x_BxD), coefs[0], data["wiring_in"], data["wiring_inv_in"]
-        )
+        if jnp.issubdtype(x_BxD.dtype, jnp.integer) or x_BxD.dtype == jnp.bool_:
+            # Binary data (the task's uint8 bits) enter packed, 32 examples per word.
+            h_NxB = logic.packed_input_layer(
+                logic.pack_bits(x_BxD), coefs[0], data["wiring_in"], x_BxD.shape[0]
+            )
+        else:
+            h_NxB = logic.logic_layer(
+                logic.neuron_major(x_BxD), coefs[0], data["wiring_in"], data["wiring_inv_in"]
+            )
         hidden = (data["wiring_hidden"], data["wiring_inv_hidden"])
         if hidden_in_scan and len(coefs) > 1:
             h_NxB, _ = jax.lax.scan(
@@ -335,7 +356,9 @@ class DLGNTask:
         """`acc` from the bit-packed argmax-gate network; `acc_train_mode` bit-packed too where
         the sampled network is Boolean (a discrete estimator, one sample per neuron shared by
         the split), else from the float network (the relaxation, `per_example_samples`), in
-        slices of `eval_batch_size`. Both equal the float network's predictions exactly."""
+        slices of `eval_batch_size`. Both equal the float network's predictions exactly.
+
+        `x` holds {0, 1} inputs (the bit-packed paths read nonzero as 1)."""
         cfg = self.config
         n = x.shape[0]
         k_shared, k_slices = jax.random.split(key)
