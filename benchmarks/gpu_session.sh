@@ -14,6 +14,7 @@
 #   {sbn,cae,dlgn}.txt     the printed tables; *.log their progress and errors
 #   copies.txt             bytes XLA copies per training step (python -m benchmarks.diagnostics.copies)
 #   vmap_overhead.txt      one config jitted alone vs under vmap (benchmarks.diagnostics.vmap_overhead)
+#   packed_eval.txt        dlgn's bit-packed evaluation against the float network
 #   difflogic_build.log    the CUDA extension build, with the compatibility fix applied
 #   session.log            exit status and elapsed time of each step
 # Dry run on a CPU (checks the flow, not the numbers):
@@ -84,6 +85,11 @@ QUICK=()
 [[ "${BENCH_FLAGS:-}" == *--quick* ]] && QUICK=(--quick)
 timeout 45 "$PY" -m benchmarks.diagnostics.copies "${QUICK[@]}" > "$RES/copies.txt" 2>&1
 note "copies: exit $?"
-timeout 75 "$PY" -m benchmarks.diagnostics.vmap_overhead --repeats 3 "${QUICK[@]}" > "$RES/vmap_overhead.txt" 2>&1
+timeout 45 "$PY" -m benchmarks.diagnostics.vmap_overhead --repeats 3 "${QUICK[@]}" > "$RES/vmap_overhead.txt" 2>&1
 note "vmap_overhead: exit $?"
+# dlgn evaluation of the 10,000 test images: bit-packed against the float network.
+PACKED=()
+[[ "${BENCH_FLAGS:-}" == *--quick* ]] && PACKED=(--width 1200 --examples 1000)
+timeout 30 "$PY" -m benchmarks.packed_eval --repeats 2 "${PACKED[@]}" > "$RES/packed_eval.txt" 2>&1
+note "packed_eval: exit $?"
 note "done"
