@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.sweep import results
+from dst_jax.sweep import grid, results
 from dst_jax.sweep.stats import Paired
 
 
@@ -29,11 +29,20 @@ def mean_std_ci(row: dict[str, Any], metric: str, digits: int = 4) -> str:
     return f"{_fmt(m, digits)} ± {_fmt(s, digits)} [{_fmt(m - ci, digits)}, {_fmt(m + ci, digits)}]"
 
 
+def _varied(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Hyperparameters beyond (tau_f, tau_b, lr) that any row sets to a non-default value."""
+    return [
+        f.name for f in grid.HPARAMS if any(r.get(f.name, f.default) != f.default for r in rows)
+    ]
+
+
 def best_table(
     best: dict[str, dict[str, Any]], metrics: Sequence[str], estimators: Sequence[str]
 ) -> str:
-    """The best config per estimator: temperatures, seeds and each metric's mean ± std [95% CI]."""
-    head = ["estimator", "tau_f", "tau_b", "lr", "seeds", *metrics]
+    """The best config per estimator: temperatures, the other hyperparameters a sweep varied,
+    seeds and each metric's mean ± std [95% CI]."""
+    extra = _varied(list(best.values()))
+    head = ["estimator", "tau_f", "tau_b", "lr", *extra, "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for est in estimators:
         row = best.get(est)
@@ -45,6 +54,14 @@ def best_table(
             f"{row['tau_f']:g}",
             f"{row['tau_b']:g}",
             f"{row['lr']:g}",
+            *(
+                "-"
+                if row.get(name) is None
+                else f"{row[name]:g}"
+                if isinstance(row[name], float)
+                else str(row[name])
+                for name in extra
+            ),
             f"{row['n_seeds'] - row['n_diverged']}/{row['n_seeds']}",
             *(mean_std_ci(row, m) for m in metrics),
         ]
