@@ -312,7 +312,8 @@ def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
     )
     task = cae.make_task(config)
     data, info = task.load_data(shared_data_dir)
-    assert info["dataset"] == "mnist" and data["train_x"].shape == (1000, 784)
+    assert info["dataset"] == "mnist" and data["train_x"].shape == (900, 784)  # 10% validation
+    assert data["val_x"].shape == (100, 784)
     runs = [
         Run("decoupled_st", 2.0, 0.5, 0, 2e-3),
         Run("softmax_ste", 1.0, 1.0, 0, 2e-3),

@@ -52,7 +52,8 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
     assert {"softmax_ste", "st_gumbel_softmax", "identity_ste"} <= set(estimators)
     for r in res["runs"]:
         assert not r["diverged"]
-        assert r["curve"]["step"][-1] == 200
+        # 2,000 images less the 10% validation split: 18 batches x 10 epochs (under max_steps 200)
+        assert r["curve"]["step"][-1] == 180
         # learning happened: well above the 10% of chance on Fashion-MNIST
         assert r["final"]["test_acc_det"] > 0.3, r
     assert {"reinmax", "decoupled_reinmax", "gumbel_rao"} <= set(estimators)
