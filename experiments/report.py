@@ -56,18 +56,30 @@ def report(out_dir: str, select_on: str | None = None) -> str:
     timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
     task = tasks.make(res["task"])
     cfg = res["config"]
-    select_on = select_on or cfg["sweep"].get("select_on", "val")
-    select, report_metric = f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
     runs = res["runs"]
+    has_val = any(f"val_{task.headline_metric}" in r["final"] for r in runs)
+    note = ""
+    if select_on == "val" and not has_val:
+        raise SystemExit(
+            f"{out / 'results.json'} holds no validation metrics (the sweep ran without a "
+            "validation split); report it with --select-on test"
+        )
+    if select_on is None:
+        select_on = cfg["sweep"].get("select_on", "val") if has_val else "test"
+        if not has_val:
+            note = " (this sweep has no validation split: it ran before the split existed)"
+    select, report_metric = f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))
     metrics = tuple(dict.fromkeys((select, report_metric, *task.heatmap_metrics, "train_loss")))
     sizes = res.get("data", {}).get("split_sizes", {})
     seeds = cfg["sweep"]["seeds"]
     lines = [
-        f"Data: {res['dataset']} ({', '.join(f'{k} {v:,}' for k, v in sizes.items())}); "
+        f"Data: {res['dataset']}"
+        + (f" ({', '.join(f'{k} {v:,}' for k, v in sizes.items())})" if sizes else "")
+        + "; "
         f"{len(runs)} runs x {cfg['steps']:,} steps ({cfg['steps'] / cfg['steps_per_epoch']:.2f} "
         f"epochs), evaluated every {cfg['eval_every']} steps; {seeds} seed(s) per config; "
-        f"best configs selected on {select_on}, reported on test.",
+        f"best configs selected on {select_on}{note}, reported on test.",
         "",
         summary.sweep_summary(
             runs, select, report_metric, direction(task, select), metrics, estimators

@@ -252,6 +252,18 @@ def test_sweeps_write_validation_and_test_metrics_and_select_on_validation(tmp_p
     assert "Selected on validation vs on test (`test_acc_stoch`" in text
     assert "paired" in text.lower() and "95%" in text
 
+    # A sweep written without a validation split (older results) is reported selecting on test,
+    # saying why; asking for validation selection there is an error that names the way out.
+    for run in res["runs"]:
+        for part in ("final", "curve"):
+            run[part] = {k: v for k, v in run[part].items() if not k.startswith("val_")}
+    (tmp_path / "results.json").write_text(json.dumps(res))
+    text = report.report(str(tmp_path))
+    assert "best configs selected on test (this sweep has no validation split" in text
+    assert "selected by mean `test_acc_stoch`" in text
+    with pytest.raises(SystemExit, match="--select-on test"):
+        report.report(str(tmp_path), "val")
+
 
 def test_an_estimator_can_have_its_own_temperature_axes():
     sweep = SweepConfig(
