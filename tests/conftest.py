@@ -41,3 +41,22 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture
+def count_calls(monkeypatch):
+    """`count_calls(module, name)` wraps `module.name` for the test and returns the list of the
+    argument tuples of its calls (how tests see that a cache spared a decode or a hash)."""
+
+    def count(module, name):
+        calls = []
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+        return calls
+
+    return count

@@ -127,18 +127,6 @@ def copy(tmp_path, monkeypatch):
     )
 
 
-def _count_calls(monkeypatch, module, name):
-    calls = []
-    original = getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
-
-
 # ---------------------------------------------------------------------- gzip CRC32 and length
 
 
@@ -161,7 +149,7 @@ def test_flipped_byte_in_archive_is_refused_not_loaded(copy):
     assert not list((copy.root.parent / "cache").glob("*.npz"))  # nothing cached from it
 
 
-def test_damaged_archive_is_refused_even_with_a_cache_entry(copy, monkeypatch):
+def test_damaged_archive_is_refused_even_with_a_cache_entry(copy, monkeypatch, count_calls):
     data.load("cifar10", "train", copy.root)  # decoded, verified and cached
     _write_keeping_mtime(copy.path, _silent_flip(copy.blob, copy.members))
     with pytest.raises(DataIntegrityError, match="CRC"):
@@ -169,7 +157,7 @@ def test_damaged_archive_is_refused_even_with_a_cache_entry(copy, monkeypatch):
 
     # The intact bytes again (same size and mtime): the cache entry is theirs, so no decoding.
     _write_keeping_mtime(copy.path, copy.blob)
-    decodes = _count_calls(monkeypatch, formats, "read_class_folders")
+    decodes = count_calls(formats, "read_class_folders")
     x, _ = data.load("cifar10", "test", copy.root)
     assert decodes == []
     np.testing.assert_array_equal(x, copy.arrays["test"])

@@ -79,18 +79,6 @@ def tiny_mnist(env, monkeypatch):
     return types.SimpleNamespace(root=env / "data", folder=folder, arrays=arrays, blobs=blobs)
 
 
-def count_calls(monkeypatch, module, name):
-    calls = []
-    original = getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
-
-
 # ------------------------------------------------------------------------- basic loading
 
 
@@ -147,9 +135,9 @@ def test_sha256_mismatch_names_file_and_both_hashes(tiny_mnist):
     assert str(path) in msg and expected in msg and hashlib.sha256(bad).hexdigest() in msg
 
 
-def test_second_load_neither_rehashes_nor_decodes(tiny_mnist, monkeypatch):
-    decodes = count_calls(monkeypatch, formats, "read_idx_pair")
-    hashes = count_calls(monkeypatch, cache, "sha256_file")
+def test_second_load_neither_rehashes_nor_decodes(tiny_mnist, monkeypatch, count_calls):
+    decodes = count_calls(formats, "read_idx_pair")
+    hashes = count_calls(cache, "sha256_file")
     cache._sha256_memo.clear()
     data.load("mnist", "train", tiny_mnist.root)
     assert len(decodes) == 2 and len(hashes) == 4  # both splits decoded, 4 files hashed once
@@ -160,9 +148,9 @@ def test_second_load_neither_rehashes_nor_decodes(tiny_mnist, monkeypatch):
     assert len(list((tiny_mnist.root.parent / "cache").glob("mnist-*.npz"))) == 1
 
 
-def test_changed_source_file_invalidates_the_cache(tiny_mnist, monkeypatch):
+def test_changed_source_file_invalidates_the_cache(tiny_mnist, monkeypatch, count_calls):
     data.load("mnist", "train", tiny_mnist.root)
-    decodes = count_calls(monkeypatch, formats, "read_idx_pair")
+    decodes = count_calls(formats, "read_idx_pair")
     path = tiny_mnist.folder / "train-labels-idx1-ubyte.gz"
     new_labels = np.array([9, 9, 9, 9, 9, 9], np.uint8)
     path.write_bytes(idx_gz(new_labels))
@@ -174,7 +162,9 @@ def test_changed_source_file_invalidates_the_cache(tiny_mnist, monkeypatch):
     np.testing.assert_array_equal(y, new_labels)
 
 
-def test_killed_cache_write_leaves_nothing_a_later_load_accepts(tiny_mnist, monkeypatch):
+def test_killed_cache_write_leaves_nothing_a_later_load_accepts(
+    tiny_mnist, monkeypatch, count_calls
+):
     cache_dir = tiny_mnist.root.parent / "cache"
     real_savez = np.savez
 
@@ -195,7 +185,7 @@ def test_killed_cache_write_leaves_nothing_a_later_load_accepts(tiny_mnist, monk
     final = cache.cache_path("mnist", key)
     partial = cache_dir / f".{final.name}.k1ll3d.tmp"
     partial.write_bytes(b"PK\x03\x04 half an npz")
-    decodes = count_calls(monkeypatch, formats, "read_idx_pair")
+    decodes = count_calls(formats, "read_idx_pair")
     x, _ = data.load("mnist", "train", tiny_mnist.root)
     assert len(decodes) == 2  # the partial file was not taken for a cache entry
     np.testing.assert_array_equal(x, tiny_mnist.arrays["train"][0])
@@ -204,7 +194,7 @@ def test_killed_cache_write_leaves_nothing_a_later_load_accepts(tiny_mnist, monk
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
-def test_corrupted_cache_file_is_detected_and_rebuilt(tiny_mnist, monkeypatch, damage):
+def test_corrupted_cache_file_is_detected_and_rebuilt(tiny_mnist, monkeypatch, damage, count_calls):
     data.load("mnist", "train", tiny_mnist.root)
     (final,) = (tiny_mnist.root.parent / "cache").glob("mnist-*.npz")
     blob = bytearray(final.read_bytes())
@@ -219,7 +209,7 @@ def test_corrupted_cache_file_is_detected_and_rebuilt(tiny_mnist, monkeypatch, d
         blob = bytearray(b"not a zip at all")
     final.write_bytes(bytes(blob))
     assert cache.read_split(final, "train") is None
-    decodes = count_calls(monkeypatch, formats, "read_idx_pair")
+    decodes = count_calls(formats, "read_idx_pair")
     x, y = data.load("mnist", "train", tiny_mnist.root)
     assert len(decodes) == 2
     np.testing.assert_array_equal(x, tiny_mnist.arrays["train"][0])

@@ -8,28 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from boolean_gates import BOOLEAN  # tests/boolean_gates.py
 
 from dst_jax import logic
-
-# The 16 gates as Boolean functions, written from their names (independent of GATE_COEF_16x4).
-BOOLEAN = {
-    "FALSE": lambda a, b: False,
-    "AND": lambda a, b: a and b,
-    "A AND NOT B": lambda a, b: a and not b,
-    "A": lambda a, b: a,
-    "NOT A AND B": lambda a, b: (not a) and b,
-    "B": lambda a, b: b,
-    "XOR": lambda a, b: a != b,
-    "OR": lambda a, b: a or b,
-    "NOR": lambda a, b: not (a or b),
-    "XNOR": lambda a, b: a == b,
-    "NOT B": lambda a, b: not b,
-    "B IMPLIES A": lambda a, b: (not b) or a,
-    "NOT A": lambda a, b: not a,
-    "A IMPLIES B": lambda a, b: (not a) or b,
-    "NAND": lambda a, b: not (a and b),
-    "TRUE": lambda a, b: True,
-}
 
 
 def relaxations_written_out(a, b):

@@ -6,7 +6,8 @@ single-temperature estimators over the 10 temperatures; 3 seeds; Adam lr 1e-3; b
 
     python -m experiments.run sbn --out runs/sbn
 
-Smoke run (tiny grid, 180 steps on a 2,000-image subset less its validation split; the README's main job):
+Smoke run (tiny grid, 180 steps on a 2,000-image subset less its validation split; the
+README's main job):
 
     python -m experiments.run sbn --out runs/sbn-smoke --smoke
 
