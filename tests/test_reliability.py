@@ -230,3 +230,19 @@ def test_no_warning_for_a_clean_grid():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         grid.expand(SWEEP, TASK)
+
+
+def test_selecting_on_validation_without_a_validation_split_is_refused(tmp_path):
+    class NoValidation(type(TASK)):
+        def load_data(self, data_dir):
+            data, info = super().load_data(data_dir)
+            return {k: v for k, v in data.items() if not k.startswith("val_")}, info
+
+    task = NoValidation(TASK.config)
+    with pytest.raises(ValueError, match="--set val_fraction=0.1.*--select-on test"):
+        run_sweep(task, SWEEP, str(tmp_path / "val"), progress=False, log=lambda *a: None)
+    assert not (tmp_path / "val" / "results.json").exists()
+    test_sweep = dataclasses.replace(SWEEP, select_on="test", estimators=("softmax_ste",))
+    res = run_sweep(task, test_sweep, str(tmp_path / "test"), progress=False, log=lambda *a: None)
+    assert "val_acc_stoch" not in res["runs"][0]["final"]
+    assert res["runs"][0]["final"]["test_acc_stoch"] is not None
