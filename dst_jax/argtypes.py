@@ -8,17 +8,21 @@ import math
 from collections.abc import Callable
 
 
-def positive_int(flag: str) -> Callable[[str], int]:
+def int_at_least(flag: str, minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} takes an integer, got {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least 1, got {v}")
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum}, got {v}")
         return v
 
     return parse
+
+
+def positive_int(flag: str) -> Callable[[str], int]:
+    return int_at_least(flag, 1)
 
 
 def floats(flag: str) -> Callable[[str], tuple[float, ...]]:

@@ -147,6 +147,10 @@ Uniform = Callable[[ArrayLike, ArrayLike, ArrayLike, ArrayLike], Array]
 TAU_MIN, TAU_MAX = 1e-6, 1e6
 TAU_MIN_FLOAT16 = 1e-4
 
+# The paper's temperature axis (DESIGN.md section 2), the default for both tau_f and tau_b of a
+# sweep and of the gradient analysis.
+DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
+
 
 # ----------------------------------------------------------------------------------------------
 # Input checks.
@@ -260,12 +264,6 @@ def _gumbel_pair(key: ArrayLike, shape: tuple[int, ...], dtype: jnp.dtype) -> tu
     """(g0, g1): the Gumbel draw a categorical estimator makes for logits `[0, a]`, split."""
     g = _gumbel_noise(key, (*shape, 2), dtype)
     return g[..., 0], g[..., 1]
-
-
-def _logistic_noise(key: ArrayLike, shape: tuple[int, ...], dtype: jnp.dtype) -> Array:
-    """Standard Logistic noise `L = g1 - g0`, as used by the Bernoulli estimators."""
-    g0, g1 = _gumbel_pair(key, shape, dtype)
-    return g1 - g0
 
 
 def _rao_key(key: ArrayLike) -> Array:

@@ -47,7 +47,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.estimators import Estimator
+from dst_jax.estimators import DEFAULT_TAUS, Estimator
 
 __all__ = [
     "DEFAULT_TAUS",
@@ -75,7 +75,6 @@ Array = jax.Array
 # decoder with parameters theta at code z against the image x.
 Objective = Callable[[Any, Array, Any], Array]
 
-DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
 METRICS = ("bias", "spread", "cosine")
 REFERENCES = ("tau1", "tau_f")
 

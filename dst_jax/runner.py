@@ -25,6 +25,8 @@ from dst_jax.sweep.engine import train_runs
 from dst_jax.tasks import common
 from dst_jax.tasks.base import Task, direction
 
+_CHECKPOINT_EVERY_DEFAULT = SweepConfig.__dataclass_fields__["checkpoint_every_s"].default
+
 
 def machine_info() -> dict[str, Any]:
     devs = jax.devices()
@@ -88,7 +90,16 @@ def run_sweep(
         {
             "task": task.name,
             "dataset": info.get("dataset"),
-            "config": {**config, "sweep": {**config["sweep"], "chunk_size": None}},
+            # How a sweep is chunked and how often it saves do not change its results, so a
+            # rerun that changes them resumes the same checkpoint.
+            "config": {
+                **config,
+                "sweep": {
+                    **config["sweep"],
+                    "chunk_size": None,
+                    "checkpoint_every_s": _CHECKPOINT_EVERY_DEFAULT,
+                },
+            },
             "runs": [dataclasses.asdict(r) for r in runs],
         }
     )
@@ -180,7 +191,7 @@ def write_outputs(
     written = ["summary.md"]
     written += heatmaps(task, runs, select, out_dir)
     groups = {
-        f"{est} ({row['tau_f']:g}, {row['tau_b']:g})": results.runs_of(runs, row)
+        f"{est} ({row['tau_f']:g}, {row['tau_b']:g})": results.runs_of(runs, row, finished=True)
         for est, row in best.items()
     }
     if groups:
@@ -220,15 +231,19 @@ def task_figures(
     figure_arrays: list[dict[str, Any]],
     out_dir: str,
 ) -> list[str]:
-    """Figures from the task's arrays, for the best config of each estimator (its lowest
-    seed): `codes_<estimator>.png` from a code grid, `gate_hist.png` from gate histograms."""
+    """Figures from the task's arrays, for the best config of each estimator (its lowest seed
+    that did not diverge): `codes_<estimator>.png` from a code grid, `gate_hist.png` from gate
+    histograms."""
     runs = results_dict["runs"]
-    chosen = {est: figure_arrays[results.run_indices(runs, row)[0]] for est, row in best.items()}
+    chosen = {
+        est: (results.run_indices(runs, row, finished=True) or results.run_indices(runs, row))[0]
+        for est, row in best.items()
+    }
     written = []
     hists = {}
-    for est, arrays in chosen.items():
-        row = best[est]
-        label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g}, seed {row['seeds'][0]})"
+    for est, index in chosen.items():
+        arrays, row = figure_arrays[index], best[est]
+        label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g}, seed {runs[index]['seed']})"
         if "code_grid" in arrays:
             name = f"codes_{est}.png"
             fig = plotting.code_grid(

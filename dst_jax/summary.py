@@ -39,8 +39,9 @@ def _varied(rows: Sequence[dict[str, Any]]) -> list[str]:
 def best_table(
     best: dict[str, dict[str, Any]], metrics: Sequence[str], estimators: Sequence[str]
 ) -> str:
-    """The best config per estimator: temperatures, the other hyperparameters a sweep varied,
-    seeds and each metric's mean ± std [95% CI]."""
+    """The best config per estimator: temperatures, learning rate, every other hyperparameter
+    that some best config sets to a non-default value, seeds and each metric's mean ± std
+    [95% CI]."""
     extra = _varied(list(best.values()))
     head = ["estimator", "tau_f", "tau_b", "lr", *extra, "seeds", *metrics]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -16,8 +16,8 @@
 # - sbn: the paper-scale protocol (10 x 10 grid + 3 x 10 temperatures, 3 seeds, 100 epochs);
 # - cae: the 10 x 10 grid + 3 x 10, 3 seeds, 10 epochs (a tenth of the paper-scale length);
 # - dlgn: a 6 x 6 grid + 3 x 6 + the softmax relaxation, 1 seed, 4 x 12,000 network, 5,000 steps.
-# Not yet run on a GPU: the limits below are estimates (a jit(vmap) sbn step reaches about
-# 290,000 model-steps/s on an H200, reported by others; cae costs about 50x more per step).
+# Not yet run on a GPU: the limits below are estimates, not measurements (assumed: a jit(vmap)
+# sbn step at about 290,000 model-steps/s on an H200; cae about 50x more arithmetic per step).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs}"

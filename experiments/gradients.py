@@ -60,7 +60,7 @@ from dst_jax import estimators as estimator_lib
 from dst_jax import gradients, plotting
 from dst_jax.argtypes import floats, names, positive_int
 from dst_jax.data import pipeline
-from dst_jax.io import atomic_open, atomic_write_json, atomic_write_text
+from dst_jax.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dst_jax.runner import machine_info
 from dst_jax.sweep.config import PRNG_IMPLS
 from dst_jax.tasks import cae
@@ -673,8 +673,7 @@ def write_per_image(path: Path, raw: dict) -> None:
     }
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    with atomic_open(path, "wb") as f:
-        f.write(buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -67,7 +67,11 @@ def report(out_dir: str, select_on: str | None = None) -> str:
     if select_on is None:
         select_on = cfg["sweep"].get("select_on", "val") if has_val else "test"
         if not has_val:
-            note = " (this sweep has no validation split: it ran before the split existed)"
+            why = {
+                None: "it ran before the split existed",
+                0: "it ran with val_fraction = 0",
+            }.get(cfg.get("task", {}).get("val_fraction"), "its runs hold no validation metrics")
+            note = f" (this sweep has no validation split: {why})"
     select, report_metric = f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))
     metrics = tuple(dict.fromkeys((select, report_metric, *task.heatmap_metrics, "train_loss")))

@@ -20,9 +20,10 @@ import typing
 from pathlib import Path
 
 from dst_jax import tasks
-from dst_jax.argtypes import floats, names, positive_float, positive_int
+from dst_jax.argtypes import floats, int_at_least, names, positive_float, positive_int
 from dst_jax.runner import run_sweep
 from dst_jax.sweep import grid
+from dst_jax.sweep.config import PRNG_IMPLS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_float("--epochs"), help="training epochs per run")
     p.add_argument("--max-steps", type=positive_int("--max-steps"), help="cap on training steps")
     p.add_argument(
-        "--eval-every", type=positive_int("--eval-every"), help="steps between test evaluations"
+        "--eval-every",
+        type=positive_int("--eval-every"),
+        help="steps between evaluations (validation; test too with --test-at every)",
     )
     p.add_argument(
         "--chunk-size",
@@ -72,18 +75,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--refine",
-        type=int,
+        type=int_at_least("--refine", 0),
         metavar="N",
         help="up to N rounds extending a temperature axis whose optimum is on its edge",
     )
     p.add_argument(
         "--prng",
-        choices=("threefry2x32", "rbg", "unsafe_rbg"),
+        choices=PRNG_IMPLS,
         help="JAX PRNG implementation of every random stream (default: threefry2x32)",
     )
     p.add_argument(
         "--checkpoint-every-s",
-        type=float,
+        type=positive_float("--checkpoint-every-s"),
         help="save mid-chunk state at most this often (seconds; default 60)",
     )
     hp = p.add_argument_group("hyperparameters of a run (each a grid axis: comma lists)")
@@ -297,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     axes = {k: v for k, v in axes.items() if v is not None}
     if axes:
         overrides["axes"] = {**sweep.axes, **axes}
-    sweep = dataclasses.replace(sweep, **{k: v for k, v in overrides.items() if v is not None})
     try:
+        sweep = dataclasses.replace(sweep, **{k: v for k, v in overrides.items() if v is not None})
         task = tasks.make(args.task, task_config)
         command = "python -m experiments.run " + shlex.join(sys.argv[1:] if argv is None else argv)
         run_sweep(

@@ -47,7 +47,7 @@ def logits_for(name, batch, dtype=jnp.float32, seed=1):
 # numbers costs about a CPU second to compile on XLA:CPU, while eagerly the noise draw is one
 # cached program per shape, shared by all eight estimators. test_estimators_grad.py covers jit.
 
-# (tau_f, tau_b) pairs sampled: the three laws of the issue, two more forward temperatures to
+# (tau_f, tau_b) pairs sampled: the three laws DESIGN.md states, two more forward temperatures to
 # compare, and tau_b varied at fixed tau_f.
 TAU_PAIRS = [(0.1, 1.0), (1.0, 1.0), (5.0, 1.0), (0.5, 1.0), (2.0, 1.0), (1.0, 0.1)]
 

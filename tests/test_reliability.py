@@ -80,6 +80,8 @@ def test_task_configs_refuse_meaningless_values(capsys, tmp_path, assignment, me
         (["--estimators", ""], "--estimators is empty"),
         (["--tau-f", "1e39"], "tau_f must hold numbers in [1e-06, 1e+06]"),
         (["--lr", "1e-50"], "becomes 0 or inf in float32"),
+        (["--refine", "-1"], "--refine must be at least 0"),
+        (["--checkpoint-every-s", "0"], "--checkpoint-every-s must be a positive finite number"),
     ],
 )
 def test_bad_grid_values_are_one_line_errors(capsys, tmp_path, flags, message):

@@ -116,3 +116,12 @@ def test_summary_markdown_has_intervals_and_the_paired_tables():
     assert "| 3/3 |" in text
     assert "| decoupled_st (0.1, 0.7) | decoupled_st (0.3, 0.3) diagonal |" in text
     assert "decoupled_st: tau_f = 0.1 (low edge), tau_b = 0.7 (high edge)" in text
+
+
+def test_figures_of_a_config_leave_out_its_diverged_seeds():
+    runs = [run("softmax_ste", 1.0, 1.0, s, val_m=0.5) for s in range(3)]
+    runs[0]["diverged"] = True  # the lowest seed: the one a figure would otherwise draw
+    row = results.config_table(runs, ("val_m",))[0]
+    assert [r["seed"] for r in results.runs_of(runs, row)] == [0, 1, 2]
+    assert [r["seed"] for r in results.runs_of(runs, row, finished=True)] == [1, 2]
+    assert results.run_indices(runs, row, finished=True)[0] == 1

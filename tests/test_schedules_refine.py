@@ -90,6 +90,17 @@ def test_grid_axes_of_hyperparameters_and_their_checks():
         grid.expand(dataclasses.replace(sweep, axes={"tau_schedule": ("cosine",)}), TASK)
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         grid.expand(dataclasses.replace(sweep, axes={"momentum": (0.9,)}), TASK)
+    # Two backward final temperatures: the two-temperature estimator trains both, the
+    # single-temperature ones (which anneal only the forward axis' value) train each config once.
+    two = grid.expand(
+        dataclasses.replace(
+            sweep,
+            axes={"tau_schedule": ("exp",), "tau_f_final": (0.1,), "tau_b_final": (0.3, 0.4)},
+        ),
+        TASK,
+    )
+    assert len(two) == len(set(two)) == 2 * 2 + 2 + 2
+    assert sum(r.estimator == "decoupled_st" for r in two) == 4
 
 
 # -- refinement ----------------------------------------------------------------------------------

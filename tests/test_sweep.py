@@ -208,6 +208,17 @@ def test_resume_refuses_a_different_sweep(tmp_path):
         )
 
 
+def test_resume_ignores_how_often_a_sweep_saves(tmp_path):
+    sweep = dataclass_replace(SWEEP, estimators=("softmax_ste",), seeds=1)
+    quiet = dict(progress=False, log=lambda *a: None)
+    first = run_sweep(TASK, sweep, str(tmp_path), **quiet)
+    again = run_sweep(
+        TASK, dataclass_replace(sweep, checkpoint_every_s=5.0), str(tmp_path), **quiet
+    )
+    assert again["runs"] == first["runs"]
+    assert len(list((tmp_path / "checkpoint").iterdir())) == 1  # the same sweep's folder
+
+
 def test_results_file_format(tmp_path):
     task = TASK
     sweep = dataclass_replace(SWEEP, seeds=1)

@@ -12,7 +12,9 @@ An image copy (a class-folder archive) has no official checksum, only its gzip C
 (checked while it is decoded) and, where one comes with it, a `SHA256SUMS` line. Its key also
 holds the archive's sha256 (`content`), so an entry stands for exactly the bytes that were
 verified: an archive changed in place with its size and mtime kept (bit rot, a copy tool that
-preserves times) misses the cache and is decoded, and refused, again. Hashing the 19 MB CIFAR-10
+preserves times) misses the cache in a new process and is decoded, and refused, again (within one
+process `sha256_file` remembers a file's hash by path, size and mtime, so only a new process
+rehashes it). Hashing the 19 MB CIFAR-10
 copy takes a few hundredths of a second, against seconds for decoding it.
 
 Safety:

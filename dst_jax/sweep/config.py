@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+from dst_jax.estimators import DEFAULT_TAUS
 
-# DESIGN.md section 2: the default temperature axis, used for both tau_f and tau_b.
-DEFAULT_TAUS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 
 @dataclasses.dataclass(frozen=True)

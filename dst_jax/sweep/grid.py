@@ -132,7 +132,10 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
             hp = dict(zip(axes, extra, strict=True))
             hp["tau_f_final"], hp["tau_b_final"] = _finals(entry, hp)
             runs.append(Run(name, float(tf), float(tb), int(seed), float(lr), **hp))
-    return runs
+    # An axis an estimator does not read (a backward final temperature for a single-temperature
+    # estimator, any final for an untempered one) repeats its runs exactly; a repeat would be
+    # counted as another seed, so each run is kept once, in order.
+    return list(dict.fromkeys(runs))
 
 
 def _unique(flag: str, values) -> tuple:

@@ -125,16 +125,24 @@ def best_per_estimator(
     return best
 
 
-def run_indices(runs: list[dict[str, Any]], row: dict[str, Any]) -> list[int]:
-    """Positions in `runs` of the runs (seeds) of a table row's config, lowest seed first."""
+def run_indices(
+    runs: list[dict[str, Any]], row: dict[str, Any], finished: bool = False
+) -> list[int]:
+    """Positions in `runs` of the runs (seeds) of a table row's config, lowest seed first;
+    `finished`: only those that did not diverge (what the tables average)."""
     key = tuple(row[k] for k in CONFIG_KEYS)
-    found = [i for i, r in enumerate(runs) if config_key(r) == key]
+    found = [
+        i for i, r in enumerate(runs) if config_key(r) == key and not (finished and r["diverged"])
+    ]
     return sorted(found, key=lambda i: runs[i]["seed"])
 
 
-def runs_of(runs: list[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs (seeds) of the config of a table row, lowest seed first."""
-    return [runs[i] for i in run_indices(runs, row)]
+def runs_of(
+    runs: list[dict[str, Any]], row: dict[str, Any], finished: bool = False
+) -> list[dict[str, Any]]:
+    """The runs (seeds) of the config of a table row, lowest seed first (`finished`: as in
+    `run_indices`)."""
+    return [runs[i] for i in run_indices(runs, row, finished)]
 
 
 def heatmap_grid(

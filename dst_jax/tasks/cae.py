@@ -329,7 +329,7 @@ class CAETask:
         x: jax.Array,
         y: jax.Array,
         data: Mapping[str, jax.Array],
-        estimator: str,
+        estimator: Estimator,
         tau_f: jax.Array,
         tau_b: jax.Array,
     ) -> tuple[jax.Array, Metrics]:

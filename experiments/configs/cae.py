@@ -3,20 +3,25 @@
 Model: encoder 784-512-256-(4 x 8 logits), ReLU; 4 categorical latents of 8 classes through the
 estimator; decoder (4 x 8 one-hot)-256-512-784; loss per image = summed pixel BCE + beta *
 sum over latents of KL(softmax(logits) || uniform(8)), beta = 1 (`--set beta=0` for a plain
-autoencoder). Headline: validation loss (min); heatmaps of validation loss and code perplexity.
+autoencoder). Headline: loss (min; selected on validation, reported on test); heatmaps of
+test loss and code perplexity.
 
-Paper-scale protocol (4 estimators; decoupled_st over the 10 x 10 (tau_f, tau_b) grid, the
-single-temperature estimators over the 10 temperatures; 3 seeds; Adam lr 5e-4; batch 100;
-100 epochs = 60,000 steps per run; evaluation on the 10,000 test images every 2 epochs; 390 runs):
+Paper-scale protocol (every registered estimator: decoupled_st and decoupled_reinmax over the
+10 x 10 (tau_f, tau_b) grid, the five single-temperature estimators over the 10 temperatures;
+3 seeds; Adam lr 5e-4; batch 100; 100 epochs = 54,000 steps per run (the training set less its
+validation split); validation every 2 epochs, the 10,000 test images at the end; 750 runs;
+the paper's four estimators alone: 390 runs):
 
     python -m experiments.run cae --out runs/cae
 
-Smoke run (2 x 2 grid, 1 seed, 100 steps on a 2,000-image subset, 500 test images; 10 runs):
+Smoke run (2 x 2 grids, 2 temperatures, 1 seed, 100 steps on a 2,000-image subset, 500 test
+images; 18 runs):
 
     python -m experiments.run cae --out runs/cae-smoke --smoke
 
-Cost: smoke, measured on the 2-core development CPU (shared, load average about 8): 118 s wall,
-68 s CPU, most of it the four XLA compiles (one per estimator). Paper scale: not yet measured;
+Cost: smoke, measured on the 2-core development CPU (shared, load average about 8) with the
+paper's four estimators: 118 s wall, 68 s CPU, most of it the four XLA compiles (one per
+estimator); each further estimator adds its compile. Paper scale: not yet measured;
 see docs/RESULTS.md for measured wall times (machine named there).
 """
 

@@ -1,18 +1,21 @@
 """Stochastic binary network on Fashion-MNIST: the paper's first task (DESIGN.md section 2).
 
-Paper-scale protocol (4 estimators; decoupled_st over the 10 x 10 (tau_f, tau_b) grid, the
-single-temperature estimators over the 10 temperatures; 3 seeds; Adam lr 1e-3; batch 100;
-100 epochs = 60,000 steps per run; 390 runs):
+Paper-scale protocol (every registered estimator: decoupled_st and decoupled_reinmax over the
+10 x 10 (tau_f, tau_b) grid, the five single-temperature estimators over the 10 temperatures;
+3 seeds; Adam lr 1e-3; batch 100; 100 epochs = 54,000 steps per run on the training set less
+its validation split; 750 runs; the paper's four estimators alone, 390 runs, with
+`--estimators decoupled_st,softmax_ste,st_gumbel_softmax,identity_ste`):
 
     python -m experiments.run sbn --out runs/sbn
 
-Smoke run (tiny grid, 180 steps on a 2,000-image subset less its validation split; the
-README's main job):
+Smoke run (2 x 2 grids, 2 temperatures, 1 seed, 18 runs; 180 steps on a 2,000-image subset less
+its validation split; the README's main job):
 
     python -m experiments.run sbn --out runs/sbn-smoke --smoke
 
 Cost, measured on the 2-core development CPU (jax 0.10.2, shared with other jobs): the smoke run
-82 s wall (mostly the four compiles); a 6 x 6 grid + 3 x 6 temperatures x 2 seeds x 800 steps
+82 s wall with the paper's four estimators (mostly their four compiles), 184 s with all
+seven under load; a 6 x 6 grid + 3 x 6 temperatures x 2 seeds x 800 steps
 953 s (docs/RESULTS.md). The paper-scale protocol has not been timed: it is meant for a GPU.
 """
 
