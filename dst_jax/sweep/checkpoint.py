@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ class Checkpoint:
         self.root = Path(out_dir) / "checkpoint"
         self.dir = self.root  # set by `open`
         self.writer = jax.process_index() == 0
+        self._started = time.perf_counter()
+        self._slot: int | None = None  # this invocation's entry in invocations_wall_s
 
     # -- manifest ----------------------------------------------------------------------------
     def open(self, manifest: dict[str, Any]) -> None:
@@ -119,11 +122,19 @@ class Checkpoint:
         return self._json("timing.json", {"chunks": {}, "invocations_wall_s": []})
 
     def add_timing(self, chunk: str | None = None, seconds: dict | None = None, wall_s=None):
+        """Record a finished chunk's seconds and/or this invocation's wall time. Every call
+        brings this invocation's entry up to date (`wall_s`, or the time since the checkpoint
+        was created), so an invocation killed later still counts up to its last finished
+        chunk."""
         t = self.timing()
         if chunk is not None:
             t["chunks"][chunk] = seconds
-        if wall_s is not None:
-            t["invocations_wall_s"].append(round(wall_s, 2))
+        walls = t["invocations_wall_s"]
+        if self._slot is None:
+            self._slot = len(walls)
+            walls.append(0.0)
+        elapsed = wall_s if wall_s is not None else time.perf_counter() - self._started
+        walls[self._slot] = round(elapsed, 2)
         if self.writer:
             atomic_write_json(self.dir / "timing.json", t)
 
