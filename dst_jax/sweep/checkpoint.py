@@ -125,18 +125,19 @@ class Checkpoint:
         """Record a finished chunk's seconds and/or this invocation's wall time. Every call
         brings this invocation's entry up to date (`wall_s`, or the time since the checkpoint
         was created), so an invocation killed later still counts up to its last finished
-        chunk."""
+        chunk. Only the writing process keeps the record."""
+        if not self.writer:
+            return
         t = self.timing()
         if chunk is not None:
             t["chunks"][chunk] = seconds
         walls = t["invocations_wall_s"]
-        if self._slot is None:
+        if self._slot is None or self._slot >= len(walls):
             self._slot = len(walls)
             walls.append(0.0)
         elapsed = wall_s if wall_s is not None else time.perf_counter() - self._started
         walls[self._slot] = round(elapsed, 2)
-        if self.writer:
-            atomic_write_json(self.dir / "timing.json", t)
+        atomic_write_json(self.dir / "timing.json", t)
 
     # -- finished chunks ---------------------------------------------------------------------
     def _name(self, tag: str, estimator: str, k: int) -> str:
