@@ -25,7 +25,13 @@ from dst_jax.sweep.engine import train_runs
 from dst_jax.tasks import common
 from dst_jax.tasks.base import Task, direction
 
-_CHECKPOINT_EVERY_DEFAULT = SweepConfig.__dataclass_fields__["checkpoint_every_s"].default
+# Sweep settings that change how a sweep runs, not what it computes: the checkpoint's fingerprint
+# holds their defaults, so a rerun that changes them resumes the same checkpoint.
+_RUN_ONLY_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(SweepConfig)
+    if f.name in ("chunk_size", "checkpoint_every_s")
+}
 
 
 def machine_info() -> dict[str, Any]:
@@ -90,16 +96,7 @@ def run_sweep(
         {
             "task": task.name,
             "dataset": info.get("dataset"),
-            # How a sweep is chunked and how often it saves do not change its results, so a
-            # rerun that changes them resumes the same checkpoint.
-            "config": {
-                **config,
-                "sweep": {
-                    **config["sweep"],
-                    "chunk_size": None,
-                    "checkpoint_every_s": _CHECKPOINT_EVERY_DEFAULT,
-                },
-            },
+            "config": {**config, "sweep": {**config["sweep"], **_RUN_ONLY_DEFAULTS}},
             "runs": [dataclasses.asdict(r) for r in runs],
         }
     )
