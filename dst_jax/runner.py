@@ -14,9 +14,10 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 
 from dst_jax import estimators as estimator_lib
-from dst_jax import logic, plotting, summary
+from dst_jax import plotting, summary
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.sweep import grid, refine, results
 from dst_jax.sweep.checkpoint import Checkpoint
@@ -180,7 +181,9 @@ def write_outputs(
     sel_dir = direction(task, select)
     metrics = tuple(dict.fromkeys((select, report, *task.heatmap_metrics, "train_loss")))
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))
-    text = summary.sweep_summary(runs, select, report, sel_dir, metrics, estimators)
+    text = summary.sweep_summary(
+        runs, select, report, sel_dir, metrics, estimators, task.histograms
+    )
     atomic_write_text(os.path.join(out_dir, "summary.md"), text + "\n")
     log("\n" + text)
 
@@ -229,15 +232,15 @@ def task_figures(
     out_dir: str,
 ) -> list[str]:
     """Figures from the task's arrays, for the best config of each estimator (its lowest seed
-    that did not diverge): `codes_<estimator>.png` from a code grid, `gate_hist.png` from gate
-    histograms."""
+    that did not diverge): `codes_<estimator>.png` from a code grid, `<name>.png` for each of the
+    task's `histograms` (e.g. `gate_hist.png`)."""
     runs = results_dict["runs"]
     chosen = {
         est: (results.run_indices(runs, row, finished=True) or results.run_indices(runs, row))[0]
         for est, row in best.items()
     }
     written = []
-    hists = {}
+    hists: dict[str, dict[str, np.ndarray]] = {name: {} for name in task.histograms}
     for est, index in chosen.items():
         arrays, row = figure_arrays[index], best[est]
         label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g}, seed {runs[index]['seed']})"
@@ -248,17 +251,16 @@ def task_figures(
             )
             plotting.save(fig, os.path.join(out_dir, name))
             written.append(name)
-        if "gate_hist" in arrays:
-            hist = arrays["gate_hist"]
-            ppl = float(common.perplexity(hist))
-            hists[f"{label}, perplexity {ppl:.2f}"] = hist
-    if hists:
-        title = (
-            f"{task.name}: gate usage of the best config per estimator ({results_dict['dataset']})"
-        )
-        fig = plotting.histograms(
-            hists, logic.GATE_NAMES, title, "fraction of neurons (argmax gate)"
-        )
-        plotting.save(fig, os.path.join(out_dir, "gate_hist.png"))
-        written.append("gate_hist.png")
+        for name in task.histograms:
+            if name in arrays:
+                hist = np.asarray(arrays[name])
+                ppl = float(common.perplexity(hist))
+                hists[name][f"{label}, perplexity {ppl:.2f}"] = hist
+    for name, bars in hists.items():
+        if not bars:
+            continue
+        title = f"{task.name}: {name} of the best config per estimator ({results_dict['dataset']})"
+        fig = plotting.histograms(bars, task.histograms[name], title, "fraction")
+        plotting.save(fig, os.path.join(out_dir, f"{name}.png"))
+        written.append(f"{name}.png")
     return written

@@ -9,7 +9,7 @@ test); the numbers reported are `report` metrics of that config.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
@@ -145,6 +145,26 @@ def optimum_lines(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -
     return lines
 
 
+def histogram_table(
+    runs: list[dict[str, Any]],
+    best: dict[str, dict[str, Any]],
+    name: str,
+    bins: Sequence[str],
+) -> str:
+    """The histogram `name` (a final array of `len(bins)` fractions, e.g. the gate usage) of
+    each estimator's best config, in percent, averaged over its seeds that did not diverge."""
+    head = ["estimator", "config", *bins]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for est, row in best.items():
+        hists = [r["final"][name] for r in results.runs_of(runs, row, finished=True)]
+        hists = [h for h in hists if h is not None and len(h) == len(bins)]
+        if not hists:
+            continue
+        mean = [100.0 * sum(col) / len(hists) for col in zip(*hists, strict=True)]
+        lines.append(f"| {est} | {_config(row)} | " + " | ".join(f"{v:.1f}" for v in mean) + " |")
+    return "\n".join(lines)
+
+
 def sweep_summary(
     runs: list[dict[str, Any]],
     select: str,
@@ -152,8 +172,11 @@ def sweep_summary(
     direction: str,
     metrics: Sequence[str],
     estimators: Sequence[str],
+    histograms: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The whole summary.md: best configs, paired comparisons and optimum positions."""
+    """The whole summary.md: best configs, paired comparisons, optimum positions and, for each
+    of the task's `histograms` (results key -> bin names), that histogram of every best
+    config."""
     best = results.best_per_estimator(runs, select, direction, metrics)
     rounds = max((r.get("round", 0) for r in runs), default=0)
     refined = sum(r.get("round", 0) > 0 for r in runs)
@@ -176,4 +199,12 @@ def sweep_summary(
         "",
         *optimum_lines(runs, best),
     ]
+    for name, bins in (histograms or {}).items():
+        if any(name in r["final"] for r in runs):
+            parts += [
+                "",
+                f"`{name}` of the best config per estimator, percent (mean over seeds):",
+                "",
+                histogram_table(runs, best, name, bins),
+            ]
     return "\n".join(parts)

@@ -86,7 +86,13 @@ def report(out_dir: str, select_on: str | None = None) -> str:
         f"best configs selected on {select_on}{note}, reported on test.",
         "",
         summary.sweep_summary(
-            runs, select, report_metric, direction(task, select), metrics, estimators
+            runs,
+            select,
+            report_metric,
+            direction(task, select),
+            metrics,
+            estimators,
+            task.histograms,
         ),
     ]
     shift = _selection_shift(task, runs, report_metric)

@@ -125,3 +125,23 @@ def test_figures_of_a_config_leave_out_its_diverged_seeds():
     assert [r["seed"] for r in results.runs_of(runs, row)] == [0, 1, 2]
     assert [r["seed"] for r in results.runs_of(runs, row, finished=True)] == [1, 2]
     assert results.run_indices(runs, row, finished=True)[0] == 1
+
+
+def test_summary_tabulates_the_tasks_histograms_of_each_best_config_over_finished_seeds():
+    runs = [
+        run("decoupled_st", 0.1, 0.7, 0, val_acc=0.9, hist=[0.25, 0.75]),
+        run("decoupled_st", 0.1, 0.7, 1, val_acc=0.9, hist=[0.75, 0.25]),
+        run("decoupled_st", 0.1, 0.7, 2, val_acc=0.9, hist=[1.0, 0.0]),
+        run("decoupled_st", 0.3, 0.3, 0, val_acc=0.5, hist=[0.0, 1.0]),
+    ]
+    runs[2]["diverged"] = True  # left out of the mean, as in the best-config table
+    text = summary.sweep_summary(
+        runs, "val_acc", "val_acc", "max", ("val_acc",), ["decoupled_st"], {"hist": ("x", "y")}
+    )
+    assert "| estimator | config | x | y |" in text
+    assert "| decoupled_st | decoupled_st (0.1, 0.7) | 50.0 | 50.0 |" in text
+    # A task without that histogram in its results gets no table.
+    plain = summary.sweep_summary(
+        runs, "val_acc", "val_acc", "max", ("val_acc",), ["decoupled_st"], {"other": ("x", "y")}
+    )
+    assert "| estimator | config |" not in plain

@@ -157,6 +157,7 @@ class PeakTask:
     headline_metric = "score"
     metric_directions = {"score": "max"}
     heatmap_metrics = ()
+    histograms = {}
 
     def load_data(self, data_dir):
         x = np.linspace(0, 1, 40, dtype=np.float32)[:, None]

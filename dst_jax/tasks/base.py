@@ -54,6 +54,10 @@ class Task(Protocol):
     headline_metric: str
     metric_directions: Mapping[str, Direction]
     heatmap_metrics: tuple[str, ...]
+    # Final arrays that are histograms over named bins (results key -> bin names, e.g.
+    # "gate_hist" -> the 16 gate names): summaries tabulate and figures draw them for the best
+    # config of each estimator.
+    histograms: Mapping[str, tuple[str, ...]]
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
         """Load and preprocess the task's data once, as device arrays.

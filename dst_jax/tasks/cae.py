@@ -305,6 +305,7 @@ class CAETask:
         }
     )
     heatmap_metrics = ("test_loss", "test_perplexity")
+    histograms = {}
 
     def _sampler(self, estimator: Estimator, tau_f: jax.Array, tau_b: jax.Array):
         sample = estimator.uniform(self.unit_form)

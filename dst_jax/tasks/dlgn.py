@@ -160,6 +160,7 @@ class DLGNTask:
         "loss": "min",
     }
     heatmap_metrics = ("test_acc", "gate_perplexity")
+    histograms = {"gate_hist": logic.GATE_NAMES}
 
     def __init__(self, config: Config):
         self.config = config
