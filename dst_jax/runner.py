@@ -26,12 +26,14 @@ from dst_jax.sweep.engine import train_runs
 from dst_jax.tasks import common
 from dst_jax.tasks.base import Task, direction
 
-# Sweep settings that change how a sweep runs, not what it computes: the checkpoint's fingerprint
-# holds their defaults, so a rerun that changes them resumes the same checkpoint.
+# Sweep settings that change how a sweep runs, not what its runs compute: the checkpoint's
+# fingerprint holds their defaults, so a rerun that changes them resumes the same checkpoint.
+# `refine` is one of them because a refinement round depends only on the rounds before it: a
+# finished sweep rerun with a larger `--refine` trains only the new rounds.
 _RUN_ONLY_DEFAULTS = {
     f.name: f.default
     for f in dataclasses.fields(SweepConfig)
-    if f.name in ("chunk_size", "checkpoint_every_s")
+    if f.name in ("chunk_size", "checkpoint_every_s", "refine")
 }
 
 

@@ -218,6 +218,15 @@ def test_refine_rounds_end_to_end_resume_to_the_same_results(tmp_path):
     want = json.loads((tmp_path / "full" / "results.json").read_text())
     assert got == want
 
+    # A finished sweep without refinement, rerun with --refine, trains only the new rounds.
+    calls = []
+    out = str(tmp_path / "extended")
+    run_sweep(task, dataclasses.replace(sweep, refine=0), out, **quiet)
+    run_sweep(task, sweep, out, callback=lambda est, k, j: calls.append(est), **quiet)
+    assert len(calls) == 3 * 4  # three rounds of one run, four segments each; no grid run
+    got = json.loads((tmp_path / "extended" / "results.json").read_text())
+    assert got == want
+
 
 # -- validation split and selection --------------------------------------------------------------
 
