@@ -1,12 +1,13 @@
 """Markdown report of a finished sweep, for docs/RESULTS.md.
 
-    python -m experiments.report results/sbn [--select-on val|test]
+    python -m experiments.report results/sbn [--select-on val|test] [--grid ESTIMATOR ...]
 
 Prints: the protocol (data, steps, seeds, selection), the best config per estimator with mean,
 std (ddof = 1) and 95% Student-t interval over seeds, the paired comparisons (Decoupled ST's best
 against every other estimator's best; every two-temperature estimator's best cell against its
 best diagonal cell), where each optimum lies on its grid, how the selected test numbers change
-when selecting on test instead of validation, and the machine and wall time from timing.json.
+when selecting on test instead of validation, and the machine and wall time from timing.json;
+with `--grid ESTIMATOR`, that estimator's whole temperature grid of every metric.
 """
 
 from __future__ import annotations
@@ -50,7 +51,33 @@ def _selection_shift(task, runs: list[dict[str, Any]], report: str) -> list[str]
     return lines
 
 
-def report(out_dir: str, select_on: str | None = None) -> str:
+def grid_tables(
+    task, runs: list[dict[str, Any]], estimator: str, select: str, metrics
+) -> list[str]:
+    """Each metric's mean over seeds on `estimator`'s (tau_f, tau_b) grid, one markdown table
+    per metric (rows tau_f, columns tau_b; "-" where the grid has no run)."""
+    if not any(r["estimator"] == estimator for r in runs):
+        known = ", ".join(dict.fromkeys(r["estimator"] for r in runs))
+        raise SystemExit(f"--grid {estimator}: no runs of it in this sweep (it has: {known})")
+    lines = []
+    for metric in metrics:
+        tfs, tbs, mat = results.heatmap_grid(
+            runs, metric, direction(task, select), estimator, select=select
+        )
+        lines += [
+            "",
+            f"`{metric}` of {estimator}, mean over seeds (rows tau_f, columns tau_b):",
+            "",
+            "| tau_f \\ tau_b | " + " | ".join(f"{b:g}" for b in tbs) + " |",
+            "|" + "---|" * (len(tbs) + 1),
+        ]
+        for i, f in enumerate(tfs):
+            cells = ("-" if not math.isfinite(v) else f"{v:.4f}" for v in mat[i])
+            lines.append(f"| {f:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = ()) -> str:
     out = Path(out_dir)
     res = json.loads((out / "results.json").read_text())
     timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
@@ -95,6 +122,8 @@ def report(out_dir: str, select_on: str | None = None) -> str:
             task.histograms,
         ),
     ]
+    for est in grids:
+        lines += grid_tables(task, runs, est, select, metrics)
     shift = _selection_shift(task, runs, report_metric)
     if shift:
         lines += ["", *shift]
@@ -122,8 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("out_dir")
     p.add_argument("--select-on", choices=("val", "test"), default=None)
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="ESTIMATOR",
+        help="also print this estimator's whole (tau_f, tau_b) grid of every metric (repeatable)",
+    )
     args = p.parse_args(argv)
-    print(report(args.out_dir, args.select_on))
+    print(report(args.out_dir, args.select_on, tuple(args.grid)))
 
 
 if __name__ == "__main__":

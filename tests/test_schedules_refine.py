@@ -272,6 +272,13 @@ def test_sweeps_write_validation_and_test_metrics_and_select_on_validation(tmp_p
     assert "best configs selected on val, reported on test" in text
     assert "Selected on validation vs on test (`test_acc_stoch`" in text
     assert "paired" in text.lower() and "95%" in text
+    # --grid prints the estimator's whole grid of each metric, rows tau_f, columns tau_b.
+    text = report.report(str(tmp_path), grids=("decoupled_st",))
+    assert "`test_acc_stoch` of decoupled_st, mean over seeds" in text
+    for run in res["runs"]:
+        assert f"| {run['tau_f']:g} | {run['final']['test_acc_stoch']:.4f} |" in text
+    with pytest.raises(SystemExit, match="no runs of it"):
+        report.report(str(tmp_path), grids=("reinmax",))
 
     # A sweep written without a validation split (older results) is reported selecting on test,
     # saying why; asking for validation selection there is an error that names the way out.
