@@ -90,6 +90,8 @@ def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, 
     heatmaps = [f"heatmap_{e}_{m}.png" for e in two_temperature() for m in heatmaps]
     for name in (*heatmaps, *figures, "curves.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    if task == "dlgn":  # the gate usage is tabulated as well as drawn
+        assert "`gate_hist` of the best config per estimator" in (out / "summary.md").read_text()
 
 
 def test_bad_flag_gives_a_clear_error(tmp_path):
