@@ -205,6 +205,22 @@ def test_records_stay_true_across_invocations(tmp_path):
     assert res["config"]["chunk_sizes"]["grid"] == {"decoupled_st": 4, "softmax_ste": 4}
 
 
+def test_an_invocation_stopped_inside_its_first_chunk_counts_up_to_its_last_save(tmp_path):
+    sweep = small_sweep(estimators=("decoupled_st",), checkpoint_every_s=0.0)
+
+    def stop(est, k, j):
+        if j == 1:  # after two saved segments, before the chunk ends
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_sweep(TASK, sweep, str(tmp_path), callback=stop, **QUIET)
+    run_sweep(TASK, sweep, str(tmp_path), **QUIET)
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    first, second = timing["invocations_wall_s"]
+    assert 0 < first and 0 < second
+    assert timing["wall_s"] == pytest.approx(first + second, abs=0.02)
+
+
 # -- several hosts ------------------------------------------------------------------------------
 
 

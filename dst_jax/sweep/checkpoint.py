@@ -125,7 +125,7 @@ class Checkpoint:
         """Record a finished chunk's seconds and/or this invocation's wall time. Every call
         brings this invocation's entry up to date (`wall_s`, or the time since the checkpoint
         was created), so an invocation killed later still counts up to its last finished
-        chunk. Only the writing process keeps the record."""
+        chunk or saved segment. Only the writing process keeps the record."""
         if not self.writer:
             return
         t = self.timing()
