@@ -16,8 +16,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from dst_jax import confirm, plotting, summary
 from dst_jax import estimators as estimator_lib
-from dst_jax import plotting, summary
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.sweep import grid, refine, results
 from dst_jax.sweep.checkpoint import Checkpoint
@@ -66,6 +66,8 @@ def run_sweep(
     callback=None,
     log=print,
     command: str | None = None,
+    runs: list[grid.Run] | None = None,
+    confirmation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the sweep's grid and write its results into `out_dir`; returns the results dict.
 
@@ -73,9 +75,18 @@ def run_sweep(
     and resumed sweep writes the same file), `timing.json` (machine, wall and compile times),
     `summary.md`, the figures, and `checkpoint/` (resume state; safe to delete once the sweep is
     done).
+
+    `runs` trains exactly these runs instead of the sweep's grid (`sweep` then only sets the
+    length, evaluation and selection rule); `confirmation` (see `dst_jax.confirm`) is recorded in
+    results.json and makes the summary report its configs as chosen, without re-selecting.
     """
     t0 = time.perf_counter()
-    runs = grid.expand(sweep, task)
+    if runs is None:
+        runs = grid.expand(sweep, task)
+    elif sweep.refine:
+        raise ValueError("an explicit list of runs has no grid to refine; leave refine at 0")
+    else:
+        runs = list(runs)
     data, info = task.load_data(data_dir)
     if sweep.select_on == "val" and "val_x" not in data:
         raise ValueError(
@@ -150,6 +161,8 @@ def run_sweep(
         "data": info,
         "runs": records,
     }
+    if confirmation is not None:
+        results_dict["confirmation"] = confirmation
     ckpt.add_timing(wall_s=time.perf_counter() - t0)
     if jax.process_index() == 0:
         written = write_outputs(task, results_dict, figures, out_dir, log)
@@ -183,15 +196,21 @@ def write_outputs(
     sel_dir = direction(task, select)
     metrics = tuple(dict.fromkeys((select, report, *task.heatmap_metrics, "train_loss")))
     estimators = list(dict.fromkeys(r["estimator"] for r in runs))
-    text = summary.sweep_summary(
-        runs, select, report, sel_dir, metrics, estimators, task.histograms
-    )
+    confirmation = results_dict.get("confirmation")
+    if confirmation is not None:
+        text = confirm.confirmation_summary(runs, confirmation, select, report, sel_dir, metrics)
+        best = confirm.fixed_best(runs, confirmation["configs"], metrics)
+    else:
+        text = summary.sweep_summary(
+            runs, select, report, sel_dir, metrics, estimators, task.histograms
+        )
+        best = results.best_per_estimator(runs, select, sel_dir, metrics)
     atomic_write_text(os.path.join(out_dir, "summary.md"), text + "\n")
     log("\n" + text)
 
-    best = results.best_per_estimator(runs, select, sel_dir, metrics)
     written = ["summary.md"]
-    written += heatmaps(task, runs, select, out_dir)
+    if confirmation is None:  # a confirmation's few cells make no temperature map
+        written += heatmaps(task, runs, select, out_dir)
     groups = {
         f"{est} ({row['tau_f']:g}, {row['tau_b']:g})": results.runs_of(runs, row, finished=True)
         for est, row in best.items()

@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dst_jax import summary, tasks
+from dst_jax import confirm, summary, tasks
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
 
@@ -81,7 +81,7 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
     out = Path(out_dir)
     res = json.loads((out / "results.json").read_text())
     timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
-    task = tasks.make(res["task"])
+    task = confirm.task_from_results(res) if "confirmation" in res else tasks.make(res["task"])
     cfg = res["config"]
     runs = res["runs"]
     has_val = any(f"val_{task.headline_metric}" in r["final"] for r in runs)
@@ -120,6 +120,10 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
             metrics,
             estimators,
             task.histograms,
+        )
+        if "confirmation" not in res
+        else confirm.confirmation_summary(
+            runs, res["confirmation"], select, report_metric, direction(task, select), metrics
         ),
     ]
     for est in grids:
