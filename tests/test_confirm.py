@@ -1,0 +1,205 @@
+"""Confirmation runs: a finished sweep's selected configs trained again on fresh seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TEST_XLA_FLAGS
+
+from dst_jax import confirm, tasks
+from dst_jax.sweep import results
+from dst_jax.sweep.grid import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(estimator, tau_f, tau_b, seed, val, test=None):
+    record = {
+        **Run(estimator, tau_f, tau_b, seed, 1e-3).__dict__,
+        "diverged": False,
+        "diverged_step": None,
+        "final": {"val_acc_stoch": val, "test_acc_stoch": test if test is not None else val},
+        "curve": {"step": [10]},
+    }
+    return record
+
+
+def _screen(runs, select_on="val"):
+    return {
+        "task": "sbn",
+        "dataset": "fashion_mnist",
+        "config": {
+            "task": {"hidden": [8, 8], "train_subset": 300},
+            "sweep": {"select_on": select_on, "test_at": "end", "prng": "threefry2x32"},
+            "steps": 10,
+        },
+        "runs": runs,
+    }
+
+
+def test_selected_configs_are_each_estimators_best_and_its_best_diagonal():
+    runs = []
+    for seed in (0, 1):
+        # decoupled_st: the best cell (0.5, 2) lies off the diagonal; (1, 1) is the best diagonal
+        for (tf, tb), v in {
+            (0.5, 2.0): 0.9,
+            (1.0, 1.0): 0.8,
+            (2.0, 2.0): 0.7,
+            (2.0, 0.5): 0.6,
+        }.items():
+            runs.append(_run("decoupled_st", tf, tb, seed, v + 0.01 * seed))
+        # decoupled_reinmax: its best cell is on the diagonal, so no second config
+        for (tf, tb), v in {(0.5, 0.5): 0.85, (0.5, 2.0): 0.5}.items():
+            runs.append(_run("decoupled_reinmax", tf, tb, seed, v))
+        for tau, v in {0.5: 0.7, 2.0: 0.75}.items():
+            runs.append(_run("softmax_ste", tau, tau, seed, v))
+    screen = _screen(runs)
+    task = confirm.task_from_results(screen)
+    assert task.config.hidden == (8, 8) and task.config.train_subset == 300
+    chosen = confirm.selected_configs(task, screen)
+    got = [(c["estimator"], c["tau_f"], c["tau_b"], c["role"]) for c in chosen]
+    assert got == [
+        ("decoupled_st", 0.5, 2.0, "selected"),
+        ("decoupled_st", 1.0, 1.0, "diagonal"),
+        ("decoupled_reinmax", 0.5, 0.5, "selected"),
+        ("softmax_ste", 2.0, 2.0, "selected"),
+    ]
+    assert chosen[0]["screen_score"] == pytest.approx(0.905)
+    assert chosen[0]["screen_seeds"] == [0, 1]
+    only = confirm.selected_configs(task, screen, ["softmax_ste"])
+    assert [c["estimator"] for c in only] == ["softmax_ste"]
+    with pytest.raises(ValueError, match="not in the screen"):
+        confirm.selected_configs(task, screen, ["reinmax"])
+
+
+def test_selection_follows_the_screens_split_and_direction():
+    runs = [_run("softmax_ste", t, t, 0, val=v, test=-v) for t, v in ((0.5, 0.2), (1.0, 0.9))]
+    task = tasks.make("sbn")
+    by_val = confirm.selected_configs(task, _screen(runs, "val"))
+    by_test = confirm.selected_configs(task, _screen(runs, "test"))
+    assert by_val[0]["tau_f"] == 1.0 and by_test[0]["tau_f"] == 0.5
+
+
+def test_fresh_seeds_never_overlap_the_screens():
+    screen = _screen([_run("softmax_ste", 1.0, 1.0, s, 0.5) for s in (0, 1, 2)])
+    assert confirm.fresh_seeds(screen, 3) == [3, 4, 5]
+    assert confirm.fresh_seeds(screen, 2, first=10) == [10, 11]
+    with pytest.raises(ValueError, match="fresh seeds"):
+        confirm.fresh_seeds(screen, 2, first=2)
+
+
+def test_confirmation_runs_are_every_config_on_every_seed_grouped_by_estimator():
+    chosen = [
+        {**dict(zip(results.CONFIG_KEYS, results.config_key(r), strict=True)), "role": role}
+        for r, role in (
+            (_run("decoupled_st", 0.5, 2.0, 0, 0.9), "selected"),
+            (_run("softmax_ste", 1.0, 1.0, 0, 0.8), "selected"),
+            (_run("decoupled_st", 1.0, 1.0, 0, 0.8), "diagonal"),
+        )
+    ]
+    runs = confirm.confirmation_runs(chosen, [3, 4])
+    assert [(r.estimator, r.tau_f, r.seed) for r in runs] == [
+        ("decoupled_st", 0.5, 3),
+        ("decoupled_st", 0.5, 4),
+        ("decoupled_st", 1.0, 3),
+        ("decoupled_st", 1.0, 4),
+        ("softmax_ste", 1.0, 3),
+        ("softmax_ste", 1.0, 4),
+    ]
+
+
+def test_a_folder_that_is_not_a_finished_sweep_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        confirm.load_screen(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="no results.json"):
+        confirm.load_screen(str(tmp_path))
+    (tmp_path / "results.json").write_text("{trunc")
+    with pytest.raises(ValueError, match="cannot read"):
+        confirm.load_screen(str(tmp_path))
+    (tmp_path / "results.json").write_text(json.dumps({**_screen([]), "runs": []}))
+    with pytest.raises(ValueError, match="holds no runs"):
+        confirm.load_screen(str(tmp_path))
+
+
+def _cli(module: str, *args: str, data_dir: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "DST_DATA_DIR": data_dir,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": TEST_XLA_FLAGS,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args, "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+TINY = ("--set", "train_subset=400", "--set", "test_subset=200", "--set", "n_eval_samples=2")
+
+
+@pytest.mark.slow
+def test_confirmation_of_a_smoke_sweep_end_to_end(tmp_path, shared_data_dir):
+    screen_dir, conf_dir, alone_dir = tmp_path / "screen", tmp_path / "confirm", tmp_path / "alone"
+    common = ("--max-steps", "12", "--eval-every", "6", *TINY)
+    proc = _cli(
+        "experiments.run", "sbn", "--out", str(screen_dir), "--smoke", *common,
+        "--estimators", "decoupled_st,softmax_ste", "--tau-f", "0.5,2", "--tau-b", "0.5,2",
+        data_dir=shared_data_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    screen = json.loads((screen_dir / "results.json").read_text())
+
+    proc = _cli(
+        "experiments.confirm", str(screen_dir), "--out", str(conf_dir), "--seeds", "2",
+        "--max-steps", "12", "--eval-every", "6", data_dir=shared_data_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((conf_dir / "results.json").read_text())
+    record = res["confirmation"]
+    assert record["from"] == str(screen_dir) and record["screen_seeds"] == [0]
+    assert record["seeds"] == [1, 2]
+    assert not set(record["seeds"]) & {r["seed"] for r in screen["runs"]}
+    task = confirm.task_from_results(screen)
+    expected = confirm.selected_configs(task, screen)
+    assert [(c["estimator"], c["tau_f"], c["tau_b"]) for c in record["configs"]] == [
+        (c["estimator"], c["tau_f"], c["tau_b"]) for c in expected
+    ]
+    trained = {(r["estimator"], r["tau_f"], r["tau_b"], r["seed"]) for r in res["runs"]}
+    assert trained == {
+        (c["estimator"], c["tau_f"], c["tau_b"], s) for c in expected for s in (1, 2)
+    }
+    assert res["config"]["task"] == screen["config"]["task"]
+    text = (conf_dir / "summary.md").read_text()
+    assert "Confirmation of the configs selected by" in text and "fresh seeds [1, 2]" in text
+    assert (conf_dir / "curves.png").exists() and (conf_dir / "timing.json").exists()
+    report = subprocess.run(
+        [sys.executable, "-m", "experiments.report", str(conf_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "Confirmation of the configs selected by" in report.stdout
+
+    # A confirmed run is the same run as that config trained in an ordinary sweep on that seed.
+    sel = record["configs"][0]
+    proc = _cli(
+        "experiments.run", "sbn", "--out", str(alone_dir), "--smoke", *common,
+        "--estimators", sel["estimator"], "--tau-f", str(sel["tau_f"]),
+        "--tau-b", str(sel["tau_b"]), "--seeds", "3", data_dir=shared_data_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = {r["seed"]: r for r in json.loads((alone_dir / "results.json").read_text())["runs"]}
+    for r in res["runs"]:
+        if results.config_key(r) == results.config_key(sel):
+            ref = alone[r["seed"]]
+            for metric, value in r["final"].items():
+                assert value == pytest.approx(ref["final"][metric], abs=1e-6), metric
