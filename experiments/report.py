@@ -118,7 +118,13 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
         + "; "
         f"{len(runs)} runs x {cfg['steps']:,} steps ({cfg['steps'] / cfg['steps_per_epoch']:.2f} "
         f"epochs), evaluated every {cfg['eval_every']} steps; {seeds} seed(s) per config; "
-        f"best configs selected on {select_on}{note}, reported on test.",
+        f"best configs selected on {select_on}{note}, reported on test"
+        + (
+            f"; successive halving by {cfg['halving']['eta']} at steps "
+            f"{', '.join(f'{x:,}' for x in cfg['halving']['rungs'])}."
+            if "halving" in cfg
+            else "."
+        ),
         "",
         summary.sweep_summary(
             runs,
@@ -128,6 +134,7 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
             metrics,
             estimators,
             task.histograms,
+            cfg.get("halving", {}).get("rungs"),
         ),
     ]
     for est in grids:

@@ -152,6 +152,11 @@ def test_summary_has_the_rung_table(full_and_halved):
     trained, total = halving.model_steps(halved["runs"], 45)
     assert total == 24 * 45 and trained < total
     assert f"Model-steps trained: {trained:,} of {total:,}" in text
+    printed = report_cli.report(str(tmp / "halved"))
+    assert "successive halving by 3 at steps 5, 15, 45." in printed
+    assert "| estimator | rung 0 (step 5) |" in printed
+    with pytest.raises(SystemExit, match="trained with halving already"):
+        report_cli.simulate_halving(str(tmp / "halved"), 3)
 
 
 class Stop(Exception):
