@@ -7,6 +7,7 @@ This is where compute (`dst_jax.sweep`, `dst_jax.tasks`) meets presentation (`ds
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -19,7 +20,7 @@ import numpy as np
 from dst_jax import confirm, plotting, summary
 from dst_jax import estimators as estimator_lib
 from dst_jax.io import atomic_write_json, atomic_write_text
-from dst_jax.sweep import grid, refine, results
+from dst_jax.sweep import grid, halving, refine, results
 from dst_jax.sweep.checkpoint import Checkpoint
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.engine import train_runs
@@ -97,14 +98,21 @@ def run_sweep(
     n_train = int(data["train_x"].shape[0])
     steps = sweep.total_steps(n_train, task.config.batch_size)
     eval_every = min(sweep.eval_every, steps)
+    sweep_fields = dataclasses.asdict(sweep)
+    if not sweep.halving:  # a sweep without halving keeps the files (and checkpoint) it had
+        del sweep_fields["halving"], sweep_fields["rungs"]
     config = {
         "task": dataclasses.asdict(task.config),
-        "sweep": dataclasses.asdict(sweep),
+        "sweep": sweep_fields,
         "steps": steps,
         "steps_per_epoch": n_train // task.config.batch_size,
         "eval_every": eval_every,
         "eval_splits": [s for s in ("val", "test") if f"{s}_x" in data],
     }
+    select, _ = selection(task, config)
+    if sweep.halving:
+        rungs = halving.rung_steps(steps, eval_every, sweep.halving, sweep.rungs)
+        config["halving"] = {"eta": sweep.halving, "rungs": rungs}
     ckpt = Checkpoint(out_dir)
     ckpt.open(
         {
@@ -120,7 +128,12 @@ def run_sweep(
     )
 
     def train(round_runs, tag):
-        return train_runs(
+        if sweep.halving:
+            rule = {"rungs": rungs, "eta": sweep.halving, "select": select}
+            fn = functools.partial(halving.train_halving, **rule, direction=direction(task, select))
+        else:
+            fn = train_runs
+        return fn(
             task,
             data,
             round_runs,
@@ -139,7 +152,6 @@ def run_sweep(
     out = train(runs, "grid")
     records = [{**r, "round": 0} for r in out.runs]
     figures, per_estimator = list(out.figures), {"grid": out.timing}
-    select, _ = selection(task, config)
     for k in range(1, sweep.refine + 1):
         extra = refine.new_runs(records, runs, select, direction(task, select))
         if not extra:
@@ -201,8 +213,9 @@ def write_outputs(
         text = confirm.confirmation_summary(runs, confirmation, select, report, sel_dir, metrics)
         best = confirm.fixed_best(runs, confirmation["configs"], metrics)
     else:
+        rungs = results_dict["config"].get("halving", {}).get("rungs")
         text = summary.sweep_summary(
-            runs, select, report, sel_dir, metrics, estimators, task.histograms
+            runs, select, report, sel_dir, metrics, estimators, task.histograms, rungs
         )
         best = results.best_per_estimator(runs, select, sel_dir, metrics)
     atomic_write_text(os.path.join(out_dir, "summary.md"), text + "\n")

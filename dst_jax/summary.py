@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.sweep import grid, results
+from dst_jax.sweep import grid, halving, results
 from dst_jax.sweep.stats import Paired
 
 
@@ -173,10 +173,11 @@ def sweep_summary(
     metrics: Sequence[str],
     estimators: Sequence[str],
     histograms: Mapping[str, Sequence[str]] | None = None,
+    rungs: Sequence[int] | None = None,
 ) -> str:
-    """The whole summary.md: best configs, paired comparisons, optimum positions and, for each
-    of the task's `histograms` (results key -> bin names), that histogram of every best
-    config."""
+    """The whole summary.md: best configs, paired comparisons, optimum positions, for each of
+    the task's `histograms` (results key -> bin names) that histogram of every best config, and
+    with successive halving (`rungs`: the steps its rungs end at) the cells alive per rung."""
     best = results.best_per_estimator(runs, select, direction, metrics)
     rounds = max((r.get("round", 0) for r in runs), default=0)
     refined = sum(r.get("round", 0) > 0 for r in runs)
@@ -207,4 +208,12 @@ def sweep_summary(
                 "",
                 histogram_table(runs, best, name, bins),
             ]
+    if rungs:
+        parts += [
+            "",
+            "Successive halving: cells (configs, their seeds together) trained through each "
+            "rung; the tables above hold only the cells that reached the last rung:",
+            "",
+            halving.rung_table(runs, rungs),
+        ]
     return "\n".join(parts)

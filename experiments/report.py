@@ -8,6 +8,13 @@ against every other estimator's best; every two-temperature estimator's best cel
 best diagonal cell), where each optimum lies on its grid, how the selected test numbers change
 when selecting on test instead of validation, and the machine and wall time from timing.json;
 with `--grid ESTIMATOR`, that estimator's whole temperature grid of every metric.
+
+    python -m experiments.report results/sbn --simulate-halving ETA [--rungs N]
+
+replays successive halving (`dst_jax.sweep.halving`) on the stored curves of a sweep trained
+without it, and prints per estimator the cell halving would have selected against the full
+grid's choice, the model-steps it would have trained, and how well each two-temperature
+estimator's first evaluation ranks its cells (Spearman against the last evaluation).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dst_jax import confirm, summary, tasks
+from dst_jax.argtypes import int_at_least
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
 
@@ -110,7 +118,13 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
         + "; "
         f"{len(runs)} runs x {cfg['steps']:,} steps ({cfg['steps'] / cfg['steps_per_epoch']:.2f} "
         f"epochs), evaluated every {cfg['eval_every']} steps; {seeds} seed(s) per config; "
-        f"best configs selected on {select_on}{note}, reported on test.",
+        f"best configs selected on {select_on}{note}, reported on test"
+        + (
+            f"; successive halving by {cfg['halving']['eta']} at steps "
+            f"{', '.join(f'{x:,}' for x in cfg['halving']['rungs'])}."
+            if "halving" in cfg
+            else "."
+        ),
         "",
         summary.sweep_summary(
             runs,
@@ -120,6 +134,7 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
             metrics,
             estimators,
             task.histograms,
+            cfg.get("halving", {}).get("rungs"),
         )
         if "confirmation" not in res
         else confirm.confirmation_summary(
@@ -149,6 +164,97 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
     return "\n".join(lines)
 
 
+def _cell(row: dict[str, Any], lrs: int) -> str:
+    label = f"({row['tau_f']:g}, {row['tau_b']:g})"
+    return label + (f", lr {row['lr']:g}" if lrs > 1 else "")
+
+
+def simulate_halving(out_dir: str, eta: int, n_rungs: int | None = None) -> str:
+    """Markdown: successive halving by `eta` replayed on the curves of the sweep in `out_dir`
+    (each refinement round halved on its own, as `--refine` with `--halving` trains it)."""
+    from dst_jax.sweep import halving
+
+    res = json.loads((Path(out_dir) / "results.json").read_text())
+    task = tasks.make(res["task"])
+    cfg, runs = res["config"], res["runs"]
+    if any("rung" in r for r in runs):
+        raise SystemExit(f"{out_dir} was trained with halving already; replay a full sweep")
+    select_on = cfg["sweep"].get("select_on", "val")
+    select, report_metric = f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
+    d = direction(task, select)
+    try:
+        rungs = halving.rung_steps(cfg["steps"], cfg["eval_every"], eta, n_rungs)
+        marked = halving.replay(runs, select, d, eta, rungs)
+    except ValueError as e:
+        raise SystemExit(f"error: --simulate-halving {eta}: {e}") from None
+    full = results.best_per_estimator(runs, select, d, (report_metric,))
+    halved = results.best_per_estimator(marked, select, d, (report_metric,))
+    lrs = len({r["lr"] for r in runs})
+    head = [
+        "estimator",
+        "full grid's choice",
+        f"`{select}`",
+        f"`{report_metric}`",
+        "halving's choice",
+        f"`{select}`",
+        f"`{report_metric}`",
+        "same",
+    ]
+    lines = [
+        f"Successive halving by {eta} replayed on {out_dir} ({len(runs)} runs x "
+        f"{cfg['steps']:,} steps; rungs at steps {', '.join(f'{s:,}' for s in rungs)}; cells "
+        f"ranked by mean `{select}` over seeds at each rung):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    changed = 0
+    for est, a in full.items():
+        b = halved.get(est)
+        same = b is not None and results.config_key(a) == results.config_key(b)
+        changed += not same
+        cells = [est, _cell(a, lrs), summary._fmt(a[f"{select}_mean"])]
+        cells.append(summary._fmt(a[f"{report_metric}_mean"]))
+        if b is None:
+            cells += ["-", "-", "-"]
+        else:
+            cells += [_cell(b, lrs), summary._fmt(b[f"{select}_mean"])]
+            cells.append(summary._fmt(b[f"{report_metric}_mean"]))
+        lines.append("| " + " | ".join([*cells, "yes" if same else "no"]) + " |")
+    verdict = (
+        f"would have changed the selection of {changed} of {len(full)} estimator(s)"
+        if changed
+        else f"would not have changed the selection of any of the {len(full)} estimators"
+    )
+    lines += ["", f"Halving {verdict}.", "", "Cells alive per rung:", ""]
+    lines.append(halving.rung_table(marked, rungs))
+    *earlier, late = runs[0]["curve"]["step"]
+    two = [
+        est
+        for est in dict.fromkeys(r["estimator"] for r in runs)
+        if summary._entry(est) is not None and summary._entry(est).n_temperatures == 2
+    ]
+    if two and earlier:
+        head = ["estimator", "cells", *(f"Spearman, step {s:,}" for s in earlier)]
+        head.append(f"final best cell's rank at step {earlier[0]:,}")
+        lines += [
+            "",
+            f"The cells' ranking at each evaluation against the last (step {late:,}), by mean "
+            f"`{select}` over seeds: Spearman's rank correlation, and where the cell that is "
+            "best at the last evaluation ranked at the first:",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        for est in two:
+            agree = [halving.rank_agreement(runs, est, select, d, s, late) for s in earlier]
+            n, rank = agree[0]["n_cells"], agree[0]["best_rank_early"]
+            third = "top third" if rank <= math.ceil(n / 3) else "not in the top third"
+            rhos = [f"{a['spearman']:.3f}" for a in agree]
+            lines.append(f"| {est} | {n} | " + " | ".join(rhos) + f" | {rank} of {n} ({third}) |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,7 +268,24 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ESTIMATOR",
         help="also print this estimator's whole (tau_f, tau_b) grid of every metric (repeatable)",
     )
+    p.add_argument(
+        "--simulate-halving",
+        type=int_at_least("--simulate-halving", 2),
+        metavar="ETA",
+        help="replay successive halving by ETA on the stored curves instead of the report",
+    )
+    p.add_argument(
+        "--rungs",
+        type=int_at_least("--rungs", 2),
+        metavar="N",
+        help="rungs of --simulate-halving (default: as many as fit the evaluation steps)",
+    )
     args = p.parse_args(argv)
+    if args.rungs is not None and args.simulate_halving is None:
+        p.error("--rungs needs --simulate-halving ETA")
+    if args.simulate_halving is not None:
+        print(simulate_halving(args.out_dir, args.simulate_halving, args.rungs))
+        return
     print(report(args.out_dir, args.select_on, tuple(args.grid)))
 
 

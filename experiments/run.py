@@ -80,6 +80,20 @@ def parser() -> argparse.ArgumentParser:
         help="up to N rounds extending a temperature axis whose optimum is on its edge",
     )
     p.add_argument(
+        "--halving",
+        type=int_at_least("--halving", 2),
+        metavar="ETA",
+        help="successive halving: at each rung only the best 1/ETA of each estimator's cells "
+        "continue (rungs at steps / ETA^k, rounded to evaluation steps)",
+    )
+    p.add_argument(
+        "--rungs",
+        type=int_at_least("--rungs", 2),
+        metavar="N",
+        help="number of halving rungs (default: as many as keep the first rung at least one "
+        "evaluation interval long)",
+    )
+    p.add_argument(
         "--prng",
         choices=PRNG_IMPLS,
         help="JAX PRNG implementation of every random stream (default: threefry2x32)",
@@ -292,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         "test_at": args.test_at,
         "refine": args.refine,
         "prng": args.prng,
+        "halving": args.halving,
+        "rungs": args.rungs,
         "checkpoint_every_s": args.checkpoint_every_s,
     }
     if args.tau_grid:

@@ -11,6 +11,9 @@ manifest (task, config, runs, steps), so that no file of another sweep is ever r
 - `state-<tag>-<estimator>-<k>/`: mid-chunk training state, written by orbax (each process
   writes its own shards), and `state-<...>.json` beside it: the next segment to run and the
   curves so far, written after the arrays. Both are deleted when the chunk finishes.
+- `rungstate-<tag>-<estimator>-<k>.npz`: with successive halving, a chunk's state at the end of
+  its rung (host arrays, one per leaf of the train state), from which the survivors continue;
+  written before the chunk's results.
 
 `tag` names a group of runs trained together (the grid, or a refinement round).
 """
@@ -176,6 +179,40 @@ class Checkpoint:
                     np.savez(f, **figures)
             atomic_write_json(self.dir / f"chunk-{name}.json", records)
         self._delete_state(name)
+
+    # -- end-of-rung state (successive halving) -----------------------------------------------
+    def save_rung_state(self, tag: str, estimator: str, k: int, state) -> None:
+        """Saves a chunk's state at the end of a rung (host arrays; every process holds all of
+        them, process 0 writes)."""
+        if self.writer:
+            leaves = jax.tree.leaves(state)
+            with atomic_open(
+                self.dir / f"rungstate-{self._name(tag, estimator, k)}.npz", "wb"
+            ) as f:
+                np.savez(f, *[np.asarray(x) for x in leaves])
+
+    def load_rung_state(self, tag: str, estimator: str, k: int, like):
+        """The state saved by `save_rung_state`, as host arrays with the structure, shapes and
+        dtypes of `like` (a pytree of arrays or ShapeDtypeStructs)."""
+        path = self.dir / f"rungstate-{self._name(tag, estimator, k)}.npz"
+        fix = (
+            f"delete it and chunk-{self._name(tag, estimator, k)}.json beside it, then rerun the "
+            "same command to train that chunk again"
+        )
+        leaves, treedef = jax.tree.flatten(like)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = [z[f"arr_{i}"] for i in range(len(z.files))]
+        except (OSError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} is missing or damaged ({e}); {fix}") from None
+        if len(arrays) != len(leaves) or any(
+            a.shape != tuple(x.shape) or a.dtype.itemsize != np.dtype(x.dtype).itemsize
+            for a, x in zip(arrays, leaves, strict=False)
+        ):
+            raise CheckpointError(f"{path} does not hold this chunk's state; {fix}")
+        # np.savez stores dtypes numpy does not know (bfloat16) as raw bytes: view them back.
+        arrays = [a.view(x.dtype) for a, x in zip(arrays, leaves, strict=True)]
+        return jax.tree.unflatten(treedef, arrays)
 
     # -- mid-chunk state (orbax) -------------------------------------------------------------
     def _state_dir(self, name: str) -> Path:

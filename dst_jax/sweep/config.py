@@ -48,6 +48,12 @@ class SweepConfig:
     # Rounds of adaptive refinement: where an estimator's best cell lies on the edge of a
     # temperature axis, the axis is extended beyond it and the new cells trained.
     refine: int = 0
+    # Successive halving (`dst_jax.sweep.halving`): with `halving` = ETA >= 2 every cell trains
+    # to the first rung, and at each rung only the best ceil(n / ETA) cells of each estimator
+    # continue; `rungs` is their number (None: as many as keep the first rung at least one
+    # evaluation interval long). 0 trains every cell to the end.
+    halving: int = 0
+    rungs: int | None = None
     # JAX's PRNG implementation for every random stream of a run (a different one changes the
     # streams): "threefry2x32" (JAX's default), "rbg" or "unsafe_rbg" (cheaper on some
     # platforms).
@@ -62,6 +68,12 @@ class SweepConfig:
             raise ValueError(f"prng must be one of {PRNG_IMPLS}, got {self.prng!r}")
         if not (isinstance(self.refine, int) and self.refine >= 0):
             raise ValueError(f"refine must be an int >= 0 (rounds), got {self.refine!r}")
+        if not (isinstance(self.halving, int) and (self.halving == 0 or self.halving >= 2)):
+            raise ValueError(f"halving must be 0 (off) or an int ETA >= 2, got {self.halving!r}")
+        if self.rungs is not None and not (isinstance(self.rungs, int) and self.rungs >= 2):
+            raise ValueError(f"rungs must be an int >= 2, got {self.rungs!r}")
+        if self.rungs is not None and not self.halving:
+            raise ValueError("rungs needs halving: give --halving ETA too")
         object.__setattr__(self, "axes", {k: tuple(v) for k, v in dict(self.axes).items()})
         taus = {k: (tuple(f), tuple(b)) for k, (f, b) in dict(self.estimator_taus).items()}
         object.__setattr__(self, "estimator_taus", taus)

@@ -192,24 +192,32 @@ def run_chunk(
     checkpoint_every_s: float,
     bar,
     callback: Callable[[str, int, int], None] | None,
-) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], float]:
-    """Trains one chunk through all evaluation intervals; returns its real runs' records, their
-    figure arrays (stacked along the first axis) and the seconds spent, compiles excluded (an
-    interrupted chunk's earlier seconds included)."""
+    segments: range | None = None,
+    state0=None,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], float, Any]:
+    """Trains one chunk through the evaluation intervals `bounds[segments]` (default: all of
+    them), from `state0` (stacked per-config states on the host, padded to `size`; default: a
+    fresh init); returns its real runs' records (curves of these intervals only), their figure
+    arrays (stacked along the first axis), the seconds spent, compiles excluded (an interrupted
+    chunk's earlier seconds included), and the final vmapped state."""
     t0, c0, before = time.perf_counter(), program.compile_s, 0.0
+    segments = range(len(bounds)) if segments is None else segments
     cfg_sh = dev.config_sharding(mesh)
     hp = {k: dev.to_global(v, cfg_sh) for k, v in grid.hparams_array(chunk, size).items()}
-    state = program.init(hp, data)
+    if state0 is None:
+        state = program.init(hp, data)
+    else:
+        state = jax.tree.map(lambda x: dev.to_global(x, cfg_sh), state0)
     curves: list[dict[str, Any]] = []
-    first = 0
+    first = segments.start
     if checkpoint is not None:
         loaded = checkpoint.load_state(where.tag, where.estimator, where.k, state)
         if loaded is not None:
             state, meta = loaded
             curves, first, before = meta["curves"], meta["next_segment"], meta["train_s"]
-            bar.update(len(chunk) * bounds[first - 1][1])
+            bar.update(len(chunk) * (bounds[first - 1][1] - bounds[segments.start][0]))
     last_save = time.monotonic()
-    for j in range(first, len(bounds)):
+    for j in range(first, segments.stop):
         s, e = bounds[j]
         state, metrics = program.compiled(state, hp, data, e - s)(state, hp, data, jnp.int32(s))
         host = dev.to_host(metrics)
@@ -218,7 +226,7 @@ def run_chunk(
         bar.set_postfix_str(f"{where.estimator} chunk {where.k}", refresh=False)
         if (
             checkpoint is not None
-            and j + 1 < len(bounds)
+            and j + 1 < segments.stop
             and time.monotonic() - last_save >= checkpoint_every_s
         ):
             spent = before + time.perf_counter() - t0 - (program.compile_s - c0)
@@ -234,7 +242,7 @@ def run_chunk(
     records = results.run_records(chunk, curves, diverged, diverged_step)
     figures = dev.to_host(program.figures(state.params, data))
     spent = before + time.perf_counter() - t0 - (program.compile_s - c0)
-    return records, {name: v[: len(chunk)] for name, v in figures.items()}, spent
+    return records, {name: v[: len(chunk)] for name, v in figures.items()}, spent, state
 
 
 # -- the sweep ---------------------------------------------------------------------------------
@@ -302,7 +310,7 @@ def train_runs(
             if done is None:
                 c0 = program.compile_s
                 where = _Where(tag, est, k)
-                chunk_records, chunk_figures, train_s = run_chunk(
+                chunk_records, chunk_figures, train_s, _ = run_chunk(
                     program, chunk, size, mesh, data_g, bounds, where,
                     checkpoint, checkpoint_every_s, bar, callback,
                 )  # fmt: skip

@@ -4,7 +4,9 @@ picks the best config.
 The rule, used by every summary, table, figure and refinement step: a config is a set of
 hyperparameters (`CONFIG_KEYS`) over its seeds; its score is the mean over its finite seeds of
 the selection metric; the best config of an estimator has the best score in the metric's
-direction (larger for "max", smaller for "min"). NaN scores never win.
+direction (larger for "max", smaller for "min"). NaN scores never win. A run that successive
+halving stopped before the last rung (`stopped: true`, `dst_jax.sweep.halving`) is left out of
+the config table, so every best, table and comparison is among runs trained to the end.
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def config_table(runs: list[dict[str, Any]], metrics: Sequence[str]) -> list[dic
     summary over seeds (`<m>_mean`, `<m>_std` with ddof = 1, `<m>_ci` the 95% half-width).
 
     A config with a diverged seed keeps its row; its statistics are over the finite seeds and
-    `n_diverged` says how many were lost.
+    `n_diverged` says how many were lost. Runs stopped by successive halving have no row.
     """
     rows = []
+    runs = [r for r in runs if not r.get("stopped")]
     for key, group in group_by_config(runs).items():
         row: dict[str, Any] = dict(zip(CONFIG_KEYS, key, strict=True))
         row["n_seeds"] = len(group)
