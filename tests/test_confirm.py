@@ -203,3 +203,16 @@ def test_confirmation_of_a_smoke_sweep_end_to_end(tmp_path, shared_data_dir):
             ref = alone[r["seed"]]
             for metric, value in r["final"].items():
                 assert value == pytest.approx(ref["final"][metric], abs=1e-6), metric
+
+
+def test_a_halved_screen_confirms_only_cells_that_reached_the_last_rung():
+    # Halving stopped (0.5, 0.5) at its first rung with the best early score; the selection is
+    # among the cells trained to the end, as for every "best" of a halved sweep.
+    stopped = {**_run("softmax_ste", 0.5, 0.5, 0, 0.99), "stopped": True, "rung": 0}
+    done = [
+        {**_run("softmax_ste", t, t, 0, v), "stopped": False, "rung": 1}
+        for t, v in ((1.0, 0.8), (2.0, 0.7))
+    ]
+    screen = _screen([stopped, *done])
+    chosen = confirm.selected_configs(tasks.make("sbn"), screen)
+    assert [(c["estimator"], c["tau_f"]) for c in chosen] == [("softmax_ste", 1.0)]
