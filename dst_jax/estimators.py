@@ -895,7 +895,8 @@ class Estimator:
         """(tau_f, tau_b) that results record for a single-temperature value `tau`."""
         if self.n_temperatures == 0:
             return 1.0, 1.0
-        return tuple(tau if f in self.writes_tau_to else 1.0 for f in ("tau_f", "tau_b"))
+        tau_f, tau_b = (tau if f in self.writes_tau_to else 1.0 for f in ("tau_f", "tau_b"))
+        return tau_f, tau_b
 
     def function(self, form: str) -> Callable[..., Array]:
         if form not in FORMS:

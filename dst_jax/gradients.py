@@ -347,7 +347,7 @@ def _probe_program(sample, n_probe: int):
     return jax.jit(differs)
 
 
-def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, np.ndarray]:
+def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, Any]:
     """The configurations of an estimator over the temperature axis `taus`.
 
     Two temperatures: the (tau_f, tau_b) grid, row-major (tau_f the row), shape (F, B) = (T, T).

@@ -11,6 +11,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -63,8 +64,8 @@ def run_sweep(
     data_dir: str | None = None,
     *,
     progress: bool = True,
-    callback=None,
-    log=print,
+    callback: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], object] = print,
     command: str | None = None,
 ) -> dict[str, Any]:
     """Train the sweep's grid and write its results into `out_dir`; returns the results dict.

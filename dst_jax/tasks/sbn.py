@@ -70,7 +70,7 @@ class SBNTask:
     headline_metric = "acc_stoch"
     metric_directions = {"acc_stoch": "max", "acc_det": "max", "loss": "min", "acc": "max"}
     heatmap_metrics = ("test_acc_stoch", "test_acc_det")
-    histograms = {}
+    histograms: Mapping[str, tuple[str, ...]] = {}
 
     def __init__(self, config: Config):
         self.config = config
