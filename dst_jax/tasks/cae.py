@@ -307,7 +307,7 @@ class CAETask:
         }
     )
     heatmap_metrics = ("test_loss", "test_perplexity")
-    histograms: Mapping[str, tuple[str, ...]] = {}
+    histograms: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def _sampler(self, estimator: Estimator, tau_f: jax.Array, tau_b: jax.Array):
         sample = estimator.uniform(self.unit_form)
