@@ -1,6 +1,6 @@
 """Categorical autoencoder on MNIST: the `cae` task (DESIGN.md section 2).
 
-Model, for one image x in [0,1]^D (D = 784) with L latents of C classes (default L=4, C=8):
+Model, for one image x in [0,1]^D (D = 784) with L latents of C classes (default L=4, C=8)::
 
     logits_LxC = Enc(x)                       MLP D-512-256-(L*C), ReLU
     z_LxC      = estimator(logits_LxC)        one-hot per latent, one noise draw per latent
