@@ -330,8 +330,8 @@ def claim_part(
     hi = [slice(None), slice(None)]
     lo[ax], hi[ax] = slice(None, -1), slice(1, None)
     ends = [(tf[tuple(i)], tb[tuple(i)]) for i in (lo, hi)]
-    below = np.logical_and.reduce([b <= f for f, b in ends])
-    above = np.logical_and.reduce([b >= f for f, b in ends])
+    below = np.all(np.stack([b <= f for f, b in ends]), axis=0)
+    above = np.all(np.stack([b >= f for f, b in ends]), axis=0)
     lines = taus_f if axis == "tau_b" else taus_b
     out = {
         "fraction": float(ok.mean()),
