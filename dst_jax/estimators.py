@@ -7,7 +7,7 @@ ST gives the two passes their own temperatures: `tau_f` sets how random the forw
 
 Notation: `l` logits (categories on the last axis), `g` standard Gumbel noise of `l`'s shape,
 `L = g1 - g0` standard Logistic noise, `sigma` the logistic sigmoid, `D` the forward one-hot,
-`J(pi) = diag(pi) - pi pi^T` (the softmax Jacobian written at its value), `v` the cotangent.
+`J(pi) = diag(pi) - pi pi^T` (the softmax Jacobian written at its value), `v` the cotangent::
 
     estimator                     forward value                backward (the VJP of v)
     decoupled_st(l, tau_f, tau_b) D = one_hot(argmax(l/tau_f+g)) J(softmax(l/tau_b)) v / tau_b
@@ -44,7 +44,8 @@ drew it (decoupled_st without backward noise, softmax_ste, identity_ste, reinmax
 decoupled_reinmax; not st_gumbel_softmax, gumbel_rao), its registry entry carries a
 `GivenSample`: the backward applied to a given sample, `straight_through(d, l, tau_f, tau_b)`,
 and the temperature `forward_tau(tau_f, tau_b)` whose law `Cat(softmax(l/tau))` the sample must
-follow. `Estimator.sampled(sampler)` composes it with a sampler of `SAMPLERS`:
+follow. `Estimator.sampled(sampler)` composes it with a sampler of `SAMPLERS`::
+
     "gumbel"       `sample_gumbel_max`: the estimators' own draw, bit for bit (today's stream);
     "inverse_cdf"  `sample_inverse_cdf`: one uniform u per row, index = #{k : cdf_k < u} over
                    the cumulative softmax(l/tau); the same law, another stream, 2K times fewer
@@ -431,6 +432,21 @@ def decoupled_st(
 
     Returns:
       `(..., K)` one-hot sample, dtype of `logits`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import decoupled_st
+        >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+        >>> decoupled_st(key, logits, 0.1, 2.0).tolist()  # tau_f = 0.1: almost surely the argmax
+        [[1.0, 0.0, 0.0, 0.0]]
+
+        The gradient is the Jacobian of `softmax(l / tau_b)`, whatever the forward sampled:
+
+        >>> w = jnp.array([1.0, 2.0, 3.0, 4.0])
+        >>> grad = jax.grad(lambda l: (decoupled_st(key, l, 0.1, 2.0) * w).sum())(logits)
+        >>> p = jax.nn.softmax(logits / 2.0)
+        >>> bool(jnp.allclose(grad, p * (w - (p * w).sum()) / 2.0))
+        True
     """
     logits, (tau_f, tau_b) = _prepared(logits, tau_f=tau_f, tau_b=tau_b)
     d, l, g, _ = _sample(key, logits, tau_f)
@@ -441,6 +457,13 @@ def softmax_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Softmax straight-through: `decoupled_st(key, l, tau, tau)`, value and gradient.
 
     Forward `one_hot(argmax(l/tau + g))`; backward `J(softmax(l/tau)) v / tau`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import decoupled_st, softmax_ste
+        >>> key, logits = jax.random.key(0), jnp.array([0.3, -0.2, 1.0])
+        >>> bool((softmax_ste(key, logits, 0.5) == decoupled_st(key, logits, 0.5, 0.5)).all())
+        True
     """
     logits, (tau,) = _prepared(logits, tau=tau)
     d, l, _, _ = _sample(key, logits, tau)
@@ -452,6 +475,16 @@ def st_gumbel_softmax(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Arra
 
     Forward `D = one_hot(argmax(l + g))`, a sample of `Cat(softmax(l))` whatever `tau`;
     backward `J(softmax((l + g)/tau)) v / tau`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import st_gumbel_softmax
+        >>> key, logits = jax.random.key(0), jnp.zeros((5, 3))
+        >>> z = st_gumbel_softmax(key, logits, 0.5)
+        >>> z.sum(axis=-1).tolist()  # one one-hot row per example
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+        >>> bool((z == st_gumbel_softmax(key, logits, 10.0)).all())  # tau acts in the backward only
+        True
     """
     logits, (tau,) = _prepared(logits, tau=tau)
     d, l, g, _ = _sample(key, logits, None)
@@ -459,7 +492,16 @@ def st_gumbel_softmax(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Arra
 
 
 def identity_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
-    """Identity straight-through: forward `one_hot(argmax(l/tau + g))`, backward `v`."""
+    """Identity straight-through: forward `one_hot(argmax(l/tau + g))`, backward `v`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import identity_ste
+        >>> key, logits = jax.random.key(0), jnp.array([0.3, -0.2, 1.0])
+        >>> w = jnp.array([1.0, 2.0, 3.0])
+        >>> jax.grad(lambda l: (identity_ste(key, l, 1.0) * w).sum())(logits).tolist()
+        [1.0, 2.0, 3.0]
+    """
     logits, (tau,) = _prepared(logits, tau=tau)
     d, _, _, _ = _sample(key, logits, tau)
     return _identity_st(d, logits)
@@ -474,6 +516,14 @@ def decoupled_reinmax(
     Forward: `D = one_hot(argmax(l/tau_f + g))`, a sample of `Cat(pi0)`, `pi0 = softmax(l/tau_f)`.
     Backward: `(2 J(pi1) v - J(pi0) v / 2) / tau_f` with `pi1 = (softmax(l/tau_b) + D) / 2`.
     `decoupled_reinmax(key, l, 1, tau) == reinmax(key, l, tau)` exactly.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import decoupled_reinmax
+        >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+        >>> z = decoupled_reinmax(key, logits, 0.3, 2.0)
+        >>> z.shape, z.sum().item()
+        ((1, 4), 1.0)
     """
     logits, (tau_f, tau_b) = _prepared(logits, tau_f=tau_f, tau_b=tau_b)
     return _decoupled_reinmax(key, logits, tau_f, tau_b)
@@ -492,6 +542,16 @@ def reinmax(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     does not change the forward. Backward: `2 J(pi1) v - J(pi0) v / 2`,
     `pi1 = (softmax(l/tau) + D) / 2`: a second-order (Heun) correction of the straight-through
     gradient.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import decoupled_reinmax, reinmax
+        >>> key, logits = jax.random.key(0), jnp.array([0.3, -0.2, 1.0])
+        >>> w = jnp.array([1.0, 2.0, 3.0])
+        >>> g = jax.grad(lambda l: (reinmax(key, l, 2.0) * w).sum())(logits)
+        >>> g_d = jax.grad(lambda l: (decoupled_reinmax(key, l, 1.0, 2.0) * w).sum())(logits)
+        >>> bool((g == g_d).all())
+        True
     """
     logits, (tau,) = _prepared(logits, tau=tau)
     return _decoupled_reinmax(key, logits, jnp.ones_like(tau), tau)
@@ -505,6 +565,14 @@ def gumbel_rao(key: ArrayLike, logits: ArrayLike, tau: ArrayLike, k: int = 10) -
     Backward: `(1/k) sum_i J(softmax((l + h_i)/tau)) v / tau`, `h_1..h_k` Gumbel draws
     conditioned on `argmax(l + h_i) = argmax(D)` (`conditional_gumbel`, from a key derived from
     `key`). `k` is static.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import gumbel_rao, st_gumbel_softmax
+        >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+        >>> z = gumbel_rao(key, logits, 0.5, k=20)
+        >>> bool((z == st_gumbel_softmax(key, logits, 0.5)).all())  # the same sample
+        True
     """
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"gumbel_rao needs a static integer k >= 1 (conditional draws), got {k!r}")
@@ -523,6 +591,12 @@ def softmax_relaxation(key: ArrayLike, logits: ArrayLike) -> Array:
     """difflogic's relaxation: `softmax(l)`, no sample, no temperature (`key` unused).
 
     Not a discrete estimator: a reference for tasks that train relaxed networks.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from dst_jax.estimators import softmax_relaxation
+        >>> softmax_relaxation(None, jnp.zeros(4)).tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
     del key
     logits = _as_logits(logits, categorical=True)
@@ -556,6 +630,16 @@ def decoupled_st_bernoulli(
     Forward: `1[a/tau_f + L > 0]`, an exact sample of `Bernoulli(sigma(a/tau_f))`.
     Backward: `sigma'(a/tau_b) v / tau_b`; with `backward_noise=True`, `sigma'(a/tau_b + L) v /
     tau_b` with the forward's `L`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import decoupled_st_bernoulli
+        >>> key = jax.random.key(0)
+        >>> decoupled_st_bernoulli(key, jnp.array([-30.0, 30.0]), 1.0, 1.0).tolist()
+        [0.0, 1.0]
+        >>> # the surrogate slope sigma'(a / tau_b) / tau_b at a = 0, tau_b = 0.5: 0.25 / 0.5
+        >>> jax.grad(lambda a: decoupled_st_bernoulli(key, a, 1.0, 0.5))(0.0).item()
+        0.5
     """
     a = _as_logits(logits, categorical=False)
     tau_f, tau_b = _as_temperature(tau_f, "tau_f", a), _as_temperature(tau_b, "tau_b", a)
@@ -567,6 +651,13 @@ def sigmoid_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Sigmoid straight-through: `decoupled_st_bernoulli(key, a, tau, tau)`.
 
     Forward `1[a/tau + L > 0]`; backward `sigma'(a/tau) v / tau`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import decoupled_st_bernoulli, sigmoid_ste
+        >>> key, a = jax.random.key(0), jnp.array([0.3, -1.2, 2.0])
+        >>> bool((sigmoid_ste(key, a, 0.7) == decoupled_st_bernoulli(key, a, 0.7, 0.7)).all())
+        True
     """
     a = _as_logits(logits, categorical=False)
     tau = _as_temperature(tau, "tau", a)
@@ -576,7 +667,14 @@ def sigmoid_ste(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
 
 def st_gumbel_sigmoid(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """Hard binary concrete: forward `1[a + L > 0]` (whatever `tau`), backward
-    `sigma'((a + L)/tau) v / tau`."""
+    `sigma'((a + L)/tau) v / tau`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import st_gumbel_sigmoid
+        >>> st_gumbel_sigmoid(jax.random.key(0), jnp.array([-30.0, 30.0]), 0.5).tolist()
+        [0.0, 1.0]
+    """
     a = _as_logits(logits, categorical=False)
     tau = _as_temperature(tau, "tau", a)
     z, a_c, noise = _bernoulli_sample(key, a, None)
@@ -584,7 +682,14 @@ def st_gumbel_sigmoid(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Arra
 
 
 def identity_ste_bernoulli(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
-    """Identity straight-through for Bernoulli units: forward `1[a/tau + L > 0]`, backward `v`."""
+    """Identity straight-through for Bernoulli units: forward `1[a/tau + L > 0]`, backward `v`.
+
+    Example:
+        >>> import jax
+        >>> from dst_jax.estimators import identity_ste_bernoulli
+        >>> jax.grad(lambda a: identity_ste_bernoulli(jax.random.key(0), a, 1.0))(0.3).item()
+        1.0
+    """
     a = _as_logits(logits, categorical=False)
     tau = _as_temperature(tau, "tau", a)
     z, _, _ = _bernoulli_sample(key, a, tau)
@@ -611,7 +716,16 @@ def _n_temperatures(fn: Callable[..., Array]) -> int:
 
 
 def reinmax_bernoulli(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
-    """`reinmax` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    """`reinmax` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.estimators import reinmax, reinmax_bernoulli
+        >>> key, a = jax.random.key(0), jnp.array([0.3, -1.2])
+        >>> pair = jnp.stack([jnp.zeros_like(a), a], axis=-1)  # the logits (0, a)
+        >>> bool((reinmax_bernoulli(key, a, 2.0) == reinmax(key, pair, 2.0)[..., 1]).all())
+        True
+    """
     return _on_zero_and_a(reinmax, key, logits, tau=tau)
 
 
@@ -895,7 +1009,8 @@ class Estimator:
         """(tau_f, tau_b) that results record for a single-temperature value `tau`."""
         if self.n_temperatures == 0:
             return 1.0, 1.0
-        return tuple(tau if f in self.writes_tau_to else 1.0 for f in ("tau_f", "tau_b"))
+        tau_f, tau_b = (tau if f in self.writes_tau_to else 1.0 for f in ("tau_f", "tau_b"))
+        return tau_f, tau_b
 
     def function(self, form: str) -> Callable[..., Array]:
         if form not in FORMS:
@@ -1005,6 +1120,7 @@ class Registry:
         self._entries: dict[str, Estimator] = {}
 
     def register(self, entry: Estimator) -> Estimator:
+        """Adds `entry` under its name and returns it; a name already taken is a ValueError."""
         if entry.name in self._entries:
             raise ValueError(f"an estimator named {entry.name!r} is already registered")
         self._entries[entry.name] = entry
@@ -1153,6 +1269,15 @@ def get(name: str, form: str | None = None, **options) -> Uniform:
     "bernoulli") overrides the form the name implies. Single-temperature estimators read their
     `tau` from the field in `writes_tau_to[0]`; options (e.g. `backward_noise=True`, `k=20`) go
     to the function and must be ones it takes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax import estimators
+        >>> fn = estimators.get("reinmax")  # fn(key, logits, tau_f, tau_b); ReinMax reads tau_b
+        >>> fn(jax.random.key(0), jnp.zeros((2, 3)), 1.0, 0.5).shape
+        (2, 3)
+        >>> estimators.REGISTRY["reinmax"].temperatures_of(0.5)  # recorded (tau_f, tau_b)
+        (1.0, 0.5)
     """
     entry, implied = lookup(name)
     return entry.uniform(form or implied, **options)

@@ -1,18 +1,18 @@
 """Gradient quality of the estimators against exact gradients, by enumerating every code.
 
 For L categorical latents of C classes there are Z = C^L codes (4,096 for the `cae` task's
-4 x 8). For one input x with encoder logits `l_LxC` and a per-code objective `f(z) = f(z; x)`:
+4 x 8). For one input x with encoder logits `l_LxC` and a per-code objective `f(z) = f(z; x)`::
 
     q(z; l, tau)   = prod_i softmax(l_i / tau)[z_i]                   (z a code, z_i its classes)
     F_tau(l)       = E_{z ~ q(.; l, tau)} f(z) = sum_z q(z; l, tau) f_Z[z]
     g_tau          = grad_l F_tau(l)                                  the exact gradient, (L, C)
 
 Once f is known at every code (`f_Z`, Z decoder passes), `g_tau` is the gradient of a sum of Z
-terms, for any tau. An estimator's gradient is one draw
+terms, for any tau. An estimator's gradient is one draw::
 
     g_n = grad_l f(est(key_n, l, tau_f, tau_b))                      (L, C)
 
-and the quality of N draws against a reference g is measured, with norms over all L*C entries, by
+and the quality of N draws against a reference g is measured, with norms over all L*C entries, by::
 
     mean     = (1/N) sum_n g_n
     bias     = |mean - g| / |g|                                      relative bias
@@ -144,7 +144,7 @@ def exact_gradient(f_Z: Array, l_LxC: Array, tau: ArrayLike = 1.0) -> Array:
 
     Computed as the gradient of `sum_z q(z) (f_Z[z] - b)` with `b = sg(F_tau(l))`: the same
     gradient (`sum_z q(z) = 1` for every l), without the cancellation between terms of size
-    |f| when the gradient is much smaller than f itself (summed pixel BCEs are in the hundreds).
+    `|f|` when the gradient is much smaller than f itself (summed pixel BCEs are in the hundreds).
     """
     _shape_of(f_Z, l_LxC)
 
@@ -249,8 +249,8 @@ def quality(grads_NxLxC: Array, g_LxC: Array) -> dict[str, Array]:
     """Relative bias, relative spread and cosine of N draws against the reference g.
 
     With mean = (1/N) sum_n g_n and norms over every non-draw axis:
-    bias = |mean - g| / |g|; spread = sqrt((1/N) sum_n |g_n - mean|^2) / |g|;
-    cosine = <mean / |mean|, g / |g|>. Scalars. All three are NaN where g = 0 (a relative error
+    `bias = |mean - g| / |g|`; `spread = sqrt((1/N) sum_n |g_n - mean|^2) / |g|`;
+    `cosine = <mean / |mean|, g / |g|>`. Scalars. All three are NaN where g = 0 (a relative error
     to a zero gradient is undefined), and the cosine is NaN where mean = 0.
     """
     axes = tuple(range(1, grads_NxLxC.ndim))
@@ -347,7 +347,7 @@ def _probe_program(sample, n_probe: int):
     return jax.jit(differs)
 
 
-def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, np.ndarray]:
+def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, Any]:
     """The configurations of an estimator over the temperature axis `taus`.
 
     Two temperatures: the (tau_f, tau_b) grid, row-major (tau_f the row), shape (F, B) = (T, T).

@@ -247,7 +247,8 @@ def inverse_wiring(idx: np.ndarray, in_dim: int) -> np.ndarray:
     counts = np.bincount(flat, minlength=in_dim)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.arange(flat.size) - np.repeat(first, counts)
-    inv = np.full((in_dim, max(1, int(counts.max(initial=0)))), flat.size, dtype=np.int32)
+    width = max(1, int(np.max(counts))) if counts.size else 1  # a column even when nothing is read
+    inv = np.full((in_dim, width), flat.size, dtype=np.int32)
     inv[flat[order], rank] = order
     return inv
 

@@ -12,6 +12,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -64,8 +65,8 @@ def run_sweep(
     data_dir: str | None = None,
     *,
     progress: bool = True,
-    callback=None,
-    log=print,
+    callback: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], object] = print,
     command: str | None = None,
     runs: list[grid.Run] | None = None,
     confirmation: dict[str, Any] | None = None,

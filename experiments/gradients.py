@@ -330,8 +330,8 @@ def claim_part(
     hi = [slice(None), slice(None)]
     lo[ax], hi[ax] = slice(None, -1), slice(1, None)
     ends = [(tf[tuple(i)], tb[tuple(i)]) for i in (lo, hi)]
-    below = np.logical_and.reduce([b <= f for f, b in ends])
-    above = np.logical_and.reduce([b >= f for f, b in ends])
+    below = np.all(np.stack([b <= f for f, b in ends]), axis=0)
+    above = np.all(np.stack([b >= f for f, b in ends]), axis=0)
     lines = taus_f if axis == "tau_b" else taus_b
     out = {
         "fraction": float(ok.mean()),
@@ -418,8 +418,11 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "dst_jax": dst_jax.__version__}
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "dst_jax": dst_jax.__version__,
+    }
     for pkg in ("jax", "jaxlib", "numpy", "optax", "matplotlib"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
@@ -466,8 +469,9 @@ def write_figures(out: Path, measured: dict, entries: dict) -> list[str]:
                 for m in gradients.METRICS:
                     grid = est["results"][ckpt][ref][m]
                     title = f"{name}: {m} ({ckpt}, reference {_ref_text(ref)})"
+                    row, col = best_cell(grid, m)
                     fig = plotting.heatmap(
-                        taus_f, taus_b, grid, best_cell(grid, m), DIRECTIONS[m], m, title
+                        taus_f, taus_b, grid, (row, col), DIRECTIONS[m], m, title
                     )
                     if m != "cosine":
                         _log_colours(fig, grid)
@@ -489,6 +493,7 @@ def _log_colours(fig: Figure, grid: np.ndarray) -> None:
         return
     image = fig.axes[0].images[0]
     image.set_norm(LogNorm(vmin=positive.min(), vmax=positive.max()))
+    assert image.colorbar is not None  # plotting.heatmap draws one
     image.colorbar.update_normal(image)
 
 
@@ -717,6 +722,10 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
     for ckpt in CHECKPOINTS:
         t = time.perf_counter()
         l_SxLxC = cae.encode(params[ckpt], x_SxD).astype(settings.dtype)
+
+        def progress(name: str, sec: float, ckpt: str = ckpt) -> None:
+            log(f"  {ckpt} {name}: {sec:.1f} s")
+
         result = gradients.gradient_quality(
             objective,
             params[ckpt],
@@ -727,7 +736,7 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
             taus=settings.taus,
             n_draws=settings.draws,
             chunk_size=settings.chunk_size,
-            progress=lambda name, sec, ckpt=ckpt: log(f"  {ckpt} {name}: {sec:.1f} s"),
+            progress=progress,
         )
         raw[ckpt] = result["estimators"]
         stats[ckpt] = checkpoint_stats(params[ckpt], x_SxD, result["expected_f"])

@@ -193,7 +193,8 @@ def write(
     path: Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]], meta: Mapping[str, Any]
 ) -> bool:
     """Atomically write all splits and `meta` to `path`; False (with a warning) on failure."""
-    arrays = {}
+    # Any: np.savez's stub would read a str -> ndarray mapping as its `allow_pickle` flag too.
+    arrays: dict[str, Any] = {}
     for split, (images, labels) in splits.items():
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels

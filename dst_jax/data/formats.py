@@ -269,6 +269,7 @@ def iter_members(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
                     if not member.isfile():
                         continue
                     fobj = tf.extractfile(member)
+                    assert fobj is not None  # a regular file member always has one
                     data = fobj.read()
                     if len(data) != member.size:
                         raise DataIntegrityError(

@@ -7,12 +7,18 @@ time. With `deterministic=True` they return the mode (`argmax` one-hot, or `logi
 needs no rng and has zero gradient: it is for evaluation.
 
 Example:
-    class Model(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            logits = nn.Dense(4 * 8)(x).reshape(x.shape[:-1] + (4, 8))
-            z = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5)(logits)
-            return nn.Dense(10)(z.reshape(x.shape[:-1] + (32,)))
+    >>> import flax.linen as nn, jax, jax.numpy as jnp
+    >>> from dst_jax.layers.linen import CategoricalST
+    >>> class Model(nn.Module):
+    ...     @nn.compact
+    ...     def __call__(self, x):
+    ...         logits = nn.Dense(4 * 8)(x).reshape(x.shape[:-1] + (4, 8))
+    ...         z = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5)(logits)
+    ...         return nn.Dense(10)(z.reshape(x.shape[:-1] + (32,)))
+    >>> model, x = Model(), jnp.ones((2, 16))
+    >>> variables = model.init({"params": jax.random.key(0), "sample": jax.random.key(1)}, x)
+    >>> model.apply(variables, x, rngs={"sample": jax.random.key(2)}).shape
+    (2, 10)
 """
 
 from __future__ import annotations
@@ -91,6 +97,16 @@ class CategoricalST(_DiscreteST):
       backward_noise: for "decoupled_st": the backward surrogate sees the forward's noise.
       deterministic: return `one_hot(argmax(logits))` instead of a sample.
       rng_collection: the rng stream the noise comes from, "sample" by default.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.layers.linen import CategoricalST
+        >>> layer = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5)
+        >>> z = layer.apply({}, jnp.zeros((3, 4)), rngs={"sample": jax.random.key(0)})
+        >>> z.shape, z.sum(axis=-1).tolist()
+        ((3, 4), [1.0, 1.0, 1.0])
+        >>> layer.apply({}, jnp.array([0.1, 2.0, -1.0, 0.0]), deterministic=True).tolist()
+        [0.0, 1.0, 0.0, 0.0]
     """
 
     def _resolved_name(self) -> str:
@@ -118,6 +134,16 @@ class BernoulliST(_DiscreteST):
       backward_noise: for the decoupled estimator: the backward surrogate sees the forward's noise.
       deterministic: return `1[logits > 0]` instead of a sample.
       rng_collection: the rng stream the noise comes from, "sample" by default.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.layers.linen import BernoulliST
+        >>> layer = BernoulliST("decoupled_st", tau_f=1.0, tau_b=0.5)  # decoupled_st_bernoulli
+        >>> logits = jnp.array([-30.0, 30.0, 0.4])
+        >>> layer.apply({}, logits, rngs={"sample": jax.random.key(0)})[:2].tolist()
+        [0.0, 1.0]
+        >>> layer.apply({}, logits, deterministic=True).tolist()
+        [0.0, 1.0, 1.0]
     """
 
     def _resolved_name(self) -> str:

@@ -11,15 +11,21 @@ Temperatures given to the constructor are Python numbers (static: a new value me
 under `nnx.jit`); pass arrays as `tau_f=` / `tau_b=` at call time to trace them, e.g. in a sweep.
 
 Example:
-    class Model(nnx.Module):
-        def __init__(self, rngs: nnx.Rngs):
-            self.encode = nnx.Linear(784, 4 * 8, rngs=rngs)
-            self.sample = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5, rngs=rngs)
-            self.decode = nnx.Linear(4 * 8, 10, rngs=rngs)
-
-        def __call__(self, x):
-            z = self.sample(self.encode(x).reshape(x.shape[:-1] + (4, 8)))
-            return self.decode(z.reshape(x.shape[:-1] + (32,)))
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from dst_jax.layers.nnx import CategoricalST
+    >>> class Model(nnx.Module):
+    ...     def __init__(self, rngs: nnx.Rngs):
+    ...         self.encode = nnx.Linear(784, 4 * 8, rngs=rngs)
+    ...         self.sample = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5, rngs=rngs)
+    ...         self.decode = nnx.Linear(4 * 8, 10, rngs=rngs)
+    ...
+    ...     def __call__(self, x):
+    ...         z = self.sample(self.encode(x).reshape(x.shape[:-1] + (4, 8)))
+    ...         return self.decode(z.reshape(x.shape[:-1] + (32,)))
+    >>> model = Model(nnx.Rngs(params=0, sample=1))
+    >>> model(jnp.ones((2, 784))).shape
+    (2, 10)
 """
 
 from __future__ import annotations
@@ -134,6 +140,17 @@ class CategoricalST(_DiscreteST):
       deterministic: return `one_hot(argmax(logits))` instead of a sample.
       rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
       rngs: `nnx.Rngs` (or an `RngStream`); may be omitted if keys are passed at call time.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flax import nnx
+        >>> from dst_jax.layers.nnx import CategoricalST
+        >>> layer = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5, rngs=nnx.Rngs(sample=0))
+        >>> z = layer(jnp.zeros((3, 4)))
+        >>> z.shape, z.sum(axis=-1).tolist()
+        ((3, 4), [1.0, 1.0, 1.0])
+        >>> layer(jnp.array([0.1, 2.0, -1.0, 0.0]), deterministic=True).tolist()
+        [0.0, 1.0, 0.0, 0.0]
     """
 
     @staticmethod
@@ -164,6 +181,16 @@ class BernoulliST(_DiscreteST):
       deterministic: return `1[logits > 0]` instead of a sample.
       rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
       rngs: `nnx.Rngs` (or an `RngStream`); may be omitted if keys are passed at call time.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from dst_jax.layers.nnx import BernoulliST
+        >>> layer = BernoulliST("sigmoid_ste", tau_f=0.5)  # no stored stream: keys per call
+        >>> logits = jnp.array([-30.0, 30.0, 0.4])
+        >>> layer(logits, rngs=jax.random.key(0))[:2].tolist()
+        [0.0, 1.0]
+        >>> layer(logits, deterministic=True).tolist()
+        [0.0, 1.0, 1.0]
     """
 
     @staticmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
@@ -59,6 +59,7 @@ def new_runs(
         # Every other hyperparameter combination the estimator was trained with, per cell.
         rest = list(dict.fromkeys(_rest(r) for r in own))
         cells = {(r.tau_f, r.tau_b) for r in own}
+        candidates: Iterable[tuple[float, float]]
         if entry.n_temperatures == 2:
             candidates = itertools.product(values["tau_f"], values["tau_b"])
         else:

@@ -176,7 +176,9 @@ def heatmap_grid(
 def best_cell(mat: np.ndarray, direction: str) -> tuple[int, int]:
     """(row, column) of the best finite cell of `mat` (NaN cells never win)."""
     flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
-    return np.unravel_index(np.argmax(flat) if direction == "max" else np.argmin(flat), mat.shape)
+    best = np.argmax(flat) if direction == "max" else np.argmin(flat)
+    row, col = np.unravel_index(best, mat.shape)
+    return int(row), int(col)
 
 
 def seed_values(runs: list[dict[str, Any]], row: dict[str, Any], metric: str) -> dict[int, float]:

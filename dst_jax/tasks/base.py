@@ -6,8 +6,9 @@ over steps, minibatch order, keys, divergence handling, the `vmap` over a grid o
 configurations, chunking, sharding, checkpoints and results.
 
 Conventions every task follows:
-- All functions are pure and traceable; the engine `vmap`s them over the grid's hyperparameters
-  and `jit`s the result. `tau_f`, `tau_b` arrive as traced float32 scalars.
+- All functions are pure and traceable; the engine maps them with `vmap` over the grid's
+  hyperparameters and compiles the result with `jit`. `tau_f`, `tau_b` arrive as traced
+  float32 scalars.
 - `estimator` is a registry entry (`dst_jax.estimators.Estimator`), a static value: one compiled
   program per estimator. A task declares the form of its stochastic units (`unit_form`,
   "categorical" or "bernoulli") and calls `estimator.uniform(self.unit_form)`, the function

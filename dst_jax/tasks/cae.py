@@ -1,6 +1,6 @@
 """Categorical autoencoder on MNIST: the `cae` task (DESIGN.md section 2).
 
-Model, for one image x in [0,1]^D (D = 784) with L latents of C classes (default L=4, C=8):
+Model, for one image x in [0,1]^D (D = 784) with L latents of C classes (default L=4, C=8)::
 
     logits_LxC = Enc(x)                       MLP D-512-256-(L*C), ReLU
     z_LxC      = estimator(logits_LxC)        one-hot per latent, one noise draw per latent
@@ -124,7 +124,9 @@ def init_params(key: jax.Array, config: Config, n_pixels: int) -> Params:
     enc_dims = (n_pixels, *config.encoder)
     dec_dims = (*config.decoder, n_pixels)
     # (kernel shape, fan_in, bias shape) of every layer, encoder then decoder.
-    layers = [((i, o), i, (o,)) for i, o in zip(enc_dims[:-1], enc_dims[1:], strict=True)]
+    layers: list[tuple[tuple[int, ...], int, tuple[int, ...]]] = [
+        ((i, o), i, (o,)) for i, o in zip(enc_dims[:-1], enc_dims[1:], strict=True)
+    ]
     layers.append(((enc_dims[-1], L, C), enc_dims[-1], (L, C)))
     layers.append(((L, C, dec_dims[0]), L * C, (dec_dims[0],)))
     layers += [((i, o), i, (o,)) for i, o in zip(dec_dims[:-1], dec_dims[1:], strict=True)]
@@ -305,7 +307,7 @@ class CAETask:
         }
     )
     heatmap_metrics = ("test_loss", "test_perplexity")
-    histograms = {}
+    histograms: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def _sampler(self, estimator: Estimator, tau_f: jax.Array, tau_b: jax.Array):
         sample = estimator.uniform(self.unit_form)

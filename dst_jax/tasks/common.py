@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 PyTree = Any
 
@@ -153,7 +154,7 @@ def sliced_sums(
     return total
 
 
-def perplexity(counts: jax.Array) -> jax.Array:
+def perplexity(counts: ArrayLike) -> jax.Array:
     """exp(entropy) of the distribution `counts / sum(counts)` over the last axis.
 
     `counts` are non-negative counts or frequencies; 0 log 0 = 0. The result lies in [1, K]:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +132,7 @@ def build_data(
             np.random.SeedSequence([config.wiring_seed, layer]).generate_state(1)[0],
             in_dim,
             config.width,
-            config.wiring,
+            cast(logic.Scheme, config.wiring),  # Config checks it is one of the schemes
         )
         tables.append(logic.wiring_tables(idx_2xN, in_dim))
         in_dim = config.width

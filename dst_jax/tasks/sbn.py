@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,7 @@ class SBNTask:
     headline_metric = "acc_stoch"
     metric_directions = {"acc_stoch": "max", "acc_det": "max", "loss": "min", "acc": "max"}
     heatmap_metrics = ("test_acc_stoch", "test_acc_det")
-    histograms = {}
+    histograms: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: Config):
         self.config = config
