@@ -260,8 +260,8 @@ def confirmation_summary(
         "|---|---|---|---|",
     ]
     for c in chosen:
-        row = table.get(results.config_key(c))
-        conf = row[f"{select}_mean"] if row is not None else math.nan
+        found = table.get(results.config_key(c))
+        conf = found[f"{select}_mean"] if found is not None else math.nan
         lines.append(
             f"| {_label(c)} | {c['role']} | {summary._fmt(c['screen_score'])} | "
             f"{summary._fmt(conf)} |"

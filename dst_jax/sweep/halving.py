@@ -160,10 +160,10 @@ def train_halving(
     last = len(rungs) - 1
 
     by_estimator: dict[str, list[int]] = {}
-    for i, r in enumerate(runs):
-        by_estimator.setdefault(r.estimator, []).append(i)
-    records: list[dict | None] = [None] * len(runs)
-    figures: list[dict | None] = [None] * len(runs)
+    for i, run in enumerate(runs):
+        by_estimator.setdefault(run.estimator, []).append(i)
+    records: list[dict] = [{}] * len(runs)  # every slot is filled below
+    figures: list[dict] = [{}] * len(runs)
     timing: dict[str, Any] = {}
     bar = tqdm(
         total=len(runs) * steps,  # an upper bound: stopped runs end early
@@ -217,6 +217,7 @@ def train_halving(
                         checkpoint.save_chunk(rtag, est, k, chunk_records, chunk_figures)
                         checkpoint.add_timing(name, seconds)
                 else:
+                    assert checkpoint is not None  # `done` comes from it
                     chunk_records, chunk_figures = done
                     end_state = None
                     if r < last:
