@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from dst_jax import estimators as estimator_lib
+from dst_jax import figures as figures_lib
 from dst_jax import plotting, summary
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.sweep import grid, refine, results
@@ -175,9 +176,14 @@ def write_outputs(
     figure_arrays: list[dict[str, Any]],
     out_dir: str,
     log=print,
+    write_results: bool = True,
 ) -> list[str]:
-    """results.json, summary.md and the figures of a finished sweep; returns the names written."""
-    atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
+    """results.json, summary.md and the figures of a finished sweep; returns the names written.
+
+    `figure_arrays` may be empty (figures redrawn from results.json, `write_results` False):
+    then the figures that need the trained parameters (code grids) are not drawn."""
+    if write_results:
+        atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
     runs = results_dict["runs"]
     select, report = selection(task, results_dict["config"])
     sel_dir = direction(task, select)
@@ -192,13 +198,18 @@ def write_outputs(
     best = results.best_per_estimator(runs, select, sel_dir, metrics)
     written = ["summary.md"]
     written += heatmaps(task, runs, select, out_dir)
-    groups = {
-        f"{est} ({row['tau_f']:g}, {row['tau_b']:g})": results.runs_of(runs, row, finished=True)
-        for est, row in best.items()
-    }
-    if groups:
-        fig = plotting.curves(groups, tuple(dict.fromkeys(("train_loss", select, report))))
-        written.append(os.path.basename(plotting.save(fig, os.path.join(out_dir, "curves.png"))))
+    title = f"{task.name} ({results_dict['dataset']})"
+    for name, fig in (
+        ("curves.png", figures_lib.curves(runs, best, select, report)),
+        (
+            "comparison.png",
+            figures_lib.comparison(runs, best, select, report, direction(task, report), title),
+        ),
+        ("profiles.png", figures_lib.profiles(runs, select, report, sel_dir, title)),
+    ):
+        if fig is not None:
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
     written += task_figures(task, results_dict, best, figure_arrays, out_dir)
     return written
 
@@ -218,7 +229,7 @@ def heatmaps(task: Task, runs: list[dict[str, Any]], select: str, out_dir: str) 
         best = results.best_cell(sel, sel_dir)
         for metric in task.heatmap_metrics:
             _, _, mat = results.heatmap_grid(runs, metric, sel_dir, est, select=select)
-            title = f"{est}: {metric} (mean over seeds); star: best by {select}"
+            title = f"{est}: {metric} (mean over seeds); star: selected by {select}"
             fig = plotting.heatmap(tfs, tbs, mat, best, direction(task, metric), metric, title)
             name = f"heatmap_{est}_{metric}.png"
             plotting.save(fig, os.path.join(out_dir, name))
@@ -244,8 +255,11 @@ def task_figures(
     written = []
     hists: dict[str, dict[str, np.ndarray]] = {name: {} for name in task.histograms}
     for est, index in chosen.items():
-        arrays, row = figure_arrays[index], best[est]
-        label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g}, seed {runs[index]['seed']})"
+        # Without the training's arrays (figures redrawn from results.json), the histograms
+        # come from the run's final metrics and the code grids keep their earlier files.
+        arrays = figure_arrays[index] if figure_arrays else dict(runs[index]["final"])
+        row = best[est]
+        label = f"{figures_lib.label(row)}, seed {runs[index]['seed']}"
         if "code_grid" in arrays:
             name = f"codes_{est}.png"
             fig = plotting.code_grid(
@@ -254,7 +268,7 @@ def task_figures(
             plotting.save(fig, os.path.join(out_dir, name))
             written.append(name)
         for name in task.histograms:
-            if name in arrays:
+            if arrays.get(name) is not None:
                 hist = np.asarray(arrays[name])
                 ppl = float(common.perplexity(hist))
                 hists[name][f"{label}, perplexity {ppl:.2f}"] = hist

@@ -1,6 +1,7 @@
 """Markdown report of a finished sweep, for docs/RESULTS.md.
 
     python -m experiments.report results/sbn [--select-on val|test] [--grid ESTIMATOR ...]
+        [--figures] [--tensorboard LOGDIR]
 
 Prints: the protocol (data, steps, seeds, selection), the best config per estimator with mean,
 std (ddof = 1) and 95% Student-t interval over seeds, the paired comparisons (Decoupled ST's best
@@ -18,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from dst_jax import summary, tasks
+from dst_jax import figures, summary, tasks
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
 
@@ -158,7 +159,15 @@ def main(argv: list[str] | None = None) -> None:
         metavar="ESTIMATOR",
         help="also print this estimator's whole (tau_f, tau_b) grid of every metric (repeatable)",
     )
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="first rewrite the folder's figures and summary.md from results.json (no training)",
+    )
     args = p.parse_args(argv)
+    if args.figures:
+        written = figures.redraw(args.out_dir, log=lambda *_: None)
+        print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
     print(report(args.out_dir, args.select_on, tuple(args.grid)))
 
 
