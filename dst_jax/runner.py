@@ -167,7 +167,19 @@ def run_sweep(
             },
         )
         log("wrote: results.json, timing.json, " + ", ".join(written))
+        log(time_line(per_estimator, sum(invocations)))
     return results_dict
+
+
+def time_line(per_estimator: dict[str, dict[str, dict[str, Any]]], wall_s: float) -> str:
+    """The final line of a sweep: its wall time, and how much of it compiling and training
+    took (summed over rounds and estimators; the rest is loading, evaluation and files)."""
+    compile_s = sum(t.get("compile_s", 0.0) for per in per_estimator.values() for t in per.values())
+    train_s = sum(t.get("train_s", 0.0) for per in per_estimator.values() for t in per.values())
+    return (
+        f"time: {wall_s:.1f} s wall, of which compiling {compile_s:.1f} s and training "
+        f"{train_s:.1f} s (per estimator in timing.json)"
+    )
 
 
 def write_outputs(

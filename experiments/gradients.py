@@ -54,8 +54,8 @@ import numpy as np
 import optax
 
 import dst_jax
+from dst_jax import compilation_cache, gradients, plotting
 from dst_jax import estimators as estimator_lib
-from dst_jax import gradients, plotting
 from dst_jax.argtypes import floats, names, positive_int
 from dst_jax.data import pipeline
 from dst_jax.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -786,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"redrew {len(written)} figures in {args.out}")
         return 0
+    compilation_cache.enable()
     try:
         settings = settings_from(args)
         if settings.dtype == "float64":

@@ -19,7 +19,7 @@ import types
 import typing
 from pathlib import Path
 
-from dst_jax import tasks
+from dst_jax import compilation_cache, tasks
 from dst_jax.argtypes import floats, int_at_least, names, positive_float, positive_int
 from dst_jax.runner import run_sweep
 from dst_jax.sweep import grid
@@ -108,6 +108,12 @@ def parser() -> argparse.ArgumentParser:
         "task are listed below)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-compilation-cache",
+        action="store_true",
+        help="do not read or write JAX's persistent compilation cache (default: on, in "
+        "~/.cache/dst_jax/jax; DST_JAX_COMPILATION_CACHE=0 turns it off too, =DIR moves it)",
+    )
     multi = p.add_argument_group(
         "several hosts",
         "Start the same command on every host with --distributed and --out on a file system they "
@@ -353,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     check_out_dir(args.out)
     if args.estimators is not None and not args.estimators:
         raise SystemExit("error: --estimators is empty; name at least one, e.g. decoupled_st")
+    if not args.no_compilation_cache:
+        compilation_cache.enable()
     init_distributed(args)
     cfg_module = importlib.import_module(f"experiments.configs.{args.task}")
     task_config, sweep = cfg_module.get_config(smoke=args.smoke)

@@ -45,6 +45,7 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
     proc = run_cli("sbn", "--out", str(out), "--smoke", data_dir=shared_data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Best config per estimator" in proc.stdout
+    assert "s wall, of which compiling" in proc.stdout  # the final line
     res = json.loads((out / "results.json").read_text())
     assert res["task"] == "sbn" and res["dataset"] == "fashion_mnist"
     estimators = [r["estimator"] for r in res["runs"]]
