@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", metavar="DIR", help="a finished sweep's folder (its results.json)")
     p.add_argument("--select-on", choices=("val", "test"), default=None)
     p.add_argument(
         "--grid",
@@ -164,7 +165,26 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="first rewrite the folder's figures and summary.md from results.json (no training)",
     )
+    p.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="also write every run's curves and hyperparameters as TensorBoard event files "
+        "under LOGDIR (one folder per config and seed; needs the extra 'tensorboard')",
+    )
     args = p.parse_args(argv)
+    if args.tensorboard:
+        from dst_jax import tensorboard_export
+
+        res = json.loads((Path(args.out_dir) / "results.json").read_text())
+        try:
+            runs = tensorboard_export.write(res, args.tensorboard)
+        except ImportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(
+            f"wrote {len(runs)} runs to {args.tensorboard} (view: tensorboard --logdir "
+            f"{args.tensorboard})\n"
+        )
     if args.figures:
         written = figures.redraw(args.out_dir, log=lambda *_: None)
         print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
