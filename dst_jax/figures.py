@@ -143,7 +143,9 @@ def profiles(runs: list[dict[str, Any]], select: str, report: str, direction: st
                     "title": f"{est}: along {axis}, {fixed}",
                     "xlabel": f"{axis} ({'forward' if axis == 'tau_f' else 'backward'} "
                     "temperature)",
-                    "ylabel": "mean over seeds",
+                    "ylabel": "mean over seeds ("
+                    + ("higher" if direction == "max" else "lower")
+                    + " is better)",
                     "x": x[keep],
                     "best_x": tfs[bi] if axis == "tau_f" else tbs[bj],
                     "lines": [

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import offset_copy
 
 from dst_jax.io import atomic_open
 
@@ -44,7 +45,8 @@ def _better_word(direction: str) -> str:
 def _cell_fontsize(cell_w_in: float, cell_h_in: float, n_chars: int) -> float:
     """A font size (points) that fits `n_chars` characters in a cell of the given size."""
     by_height = 0.36 * cell_h_in * 72
-    by_width = cell_w_in * 72 / (0.62 * max(n_chars, 1))
+    # A digit is about 0.64 em wide; keep a tenth of the cell free.
+    by_width = 0.9 * cell_w_in * 72 / (0.68 * max(n_chars, 1))
     return float(np.clip(min(by_height, by_width), 5.0, 11.0))
 
 
@@ -85,6 +87,11 @@ def heatmap(
     texts = {(i, j): f"{mat[i, j]:.3g}" for i in range(n_f) for j in range(n_b)}
     size = _cell_fontsize(cell_w, cell_h, max((len(t) for t in texts.values()), default=1))
     bi, bj = (int(v) for v in best)
+    # In the best cell the star sits above the cell's centre and the value below it, offset in
+    # points (not data units) so that they stay together in a tall cell.
+    cell_h_pt = cell_h * 72
+    star_up = offset_copy(ax.transData, fig=fig, y=min(0.22 * cell_h_pt, 8.0), units="points")
+    text_down = offset_copy(ax.transData, fig=fig, y=-min(0.17 * cell_h_pt, 6.0), units="points")
     for (i, j), text in texts.items():
         if not np.isfinite(mat[i, j]):
             continue
@@ -92,9 +99,12 @@ def heatmap(
         rgba = im.cmap(im.norm(mat[i, j]))
         luminance = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2]
         color = "k" if luminance > 0.5 else "w"
-        y = i - 0.17 if (i, j) == (bi, bj) else i  # below the star in the best cell
-        weight = "bold" if (i, j) == (bi, bj) else "normal"
-        ax.text(j, y, text, ha="center", va="center", fontsize=size, color=color, weight=weight)
+        at_best = (i, j) == (bi, bj)
+        ax.text(
+            j, i, text, ha="center", va="center", fontsize=size, color=color,
+            weight="bold" if at_best else "normal",
+            transform=text_down if at_best else ax.transData,
+        )  # fmt: skip
     # The diagonal tau_f = tau_b, through the cells where both temperatures are equal.
     diag = [(tbs.index(t), tfs.index(t)) for t in tfs if t in tbs]
     if diag:
@@ -103,7 +113,8 @@ def heatmap(
     ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec=BEST_COLOR, lw=2.2))
     ax.plot(
         bj,
-        bi + 0.2,
+        bi,
+        transform=star_up,
         marker="*",
         color=BEST_COLOR,
         markersize=min(12.0, 0.42 * cell_h * 72),
@@ -276,8 +287,10 @@ def comparison(
             )
         else:
             ax.plot(row["mean"], y, "o", color="C0", ms=7, zorder=3)
+    # Said per row only where some rows have intervals (the caller's title says it otherwise).
+    mixed = any(np.isfinite(row["ci"]) for row in rows)
     labels = [
-        row["label"] + ("" if np.isfinite(row["ci"]) else "\n(one seed: no interval)")
+        row["label"] + ("\n(one seed: no interval)" if mixed and not np.isfinite(row["ci"]) else "")
         for row in rows
     ]
     ax.set_yticks(range(n), labels[::-1], fontsize=8)
@@ -298,7 +311,7 @@ def profiles(panels: list[dict[str, Any]], title: str) -> Figure:
     """
     from matplotlib.ticker import NullLocator
 
-    cols = 2
+    cols = min(2, max(len(panels), 1))
     rows = max(1, math.ceil(len(panels) / cols))
     fig = Figure(figsize=(4.6 * cols, 3.0 * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
@@ -318,6 +331,7 @@ def profiles(panels: list[dict[str, Any]], title: str) -> Figure:
             ax.set_xscale("log")
             ax.set_xticks(x, [f"{t:g}" for t in x])
             ax.xaxis.set_minor_locator(NullLocator())
+        ax.margins(x=0.06)  # room for the star at an end of the axis
         ax.set_xlabel(panel["xlabel"])
         ax.set_ylabel(panel["ylabel"])
         ax.set_title(panel["title"], fontsize=9)
