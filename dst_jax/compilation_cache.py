@@ -9,7 +9,8 @@ compile options, the XLA flags, the backend and the jax/jaxlib versions, so a ch
 Turned on by the command-line entry points (`experiments.run`, `experiments.gradients`) and by
 the test suite, never by `import dst_jax`: a library import should not change a user's JAX
 settings. `DST_JAX_COMPILATION_CACHE=0` turns it off; `DST_JAX_COMPILATION_CACHE=/some/dir`
-puts it elsewhere.
+puts it elsewhere. The folder is not pruned (JAX's size limit needs the `filelock` package);
+deleting it only costs the next run its compiles.
 """
 
 from __future__ import annotations
