@@ -85,3 +85,25 @@ def test_progress_bar_says_compiling(capsys):
     assert "compiling decoupled_st" in err
     assert np.isfinite(out.runs[0]["final"]["train_loss"])
     assert out.timing["decoupled_st"]["compile_s"] > 0
+
+
+def test_compile_seconds_are_left_out_of_the_progress_rate():
+    import io
+    import time
+
+    from tqdm import tqdm
+
+    from dst_jax.sweep.engine import _compile_status
+
+    out = io.StringIO()
+    bar = tqdm(total=10, file=out, mininterval=0)
+    bar.update(1)
+    start = bar.start_t
+    _compile_status(bar, "decoupled_st", True)
+    assert bar.desc == "compiling decoupled_st" and "compiling decoupled_st" in out.getvalue()
+    time.sleep(0.3)
+    _compile_status(bar, "decoupled_st", False)
+    # The timer moved on by the compile's seconds: the rate and ETA count training only.
+    assert bar.start_t - start >= 0.3
+    assert bar.desc == "decoupled_st"
+    bar.close()

@@ -12,6 +12,7 @@ only process 0 writes JSON files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import weakref
@@ -243,6 +244,16 @@ def run_chunk(
     return records, {name: v[: len(chunk)] for name, v in figures.items()}, spent
 
 
+def _compile_status(bar, estimator: str, compiling: bool) -> None:
+    """The progress bar while a program compiles: says so, and afterwards leaves the compile's
+    seconds out of its rate (tqdm's unpause), so that its ETA counts training only."""
+    if compiling:
+        bar.set_description_str(f"compiling {estimator}", refresh=True)
+    else:
+        bar.unpause()
+        bar.set_description_str(estimator, refresh=True)
+
+
 # -- the sweep ---------------------------------------------------------------------------------
 def train_runs(
     task: Task,
@@ -294,9 +305,7 @@ def train_runs(
     for est, idxs in by_estimator.items():
         est_runs = [runs[i] for i in idxs]
         program = _program(task, est, mesh, total_steps=steps, test_at=test_at, prng=prng)
-        program.on_compile = lambda compiling, est=est: bar.set_description_str(
-            f"compiling {est}" if compiling else est, refresh=True
-        )
+        program.on_compile = functools.partial(_compile_status, bar, est)
         compile_before = program.compile_s
         size = plan_chunks(
             program, est_runs, mesh, data_g, bounds[0][1], chunk_size, checkpoint, tag
