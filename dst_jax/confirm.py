@@ -27,7 +27,7 @@ from typing import Any
 
 from dst_jax import estimators as estimator_lib
 from dst_jax import summary, tasks
-from dst_jax.sweep import results
+from dst_jax.sweep import results, stats
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.grid import Run
 from dst_jax.tasks.base import Task, direction
@@ -235,25 +235,27 @@ def confirmation_summary(
         summary.best_table(best, metrics, estimators),
         "",
         f"Paired comparisons on `{report}`, fresh seeds only (A - B; A wins: seeds where A is "
-        "better):",
+        "better; p (Holm): paired t-test over seeds, Holm-adjusted over the table's rows):",
         "",
-        f"| A | B | mean A - B ({report}) | 95% interval | A wins |",
-        "|---|---|---|---|---|",
+        f"| A | B | mean A - B ({report}) | 95% interval | p (Holm) | A wins |",
+        "|---|---|---|---|---|---|",
     ]
+    pairs: list[tuple[dict[str, Any], dict[str, Any], str]] = []
     ref = best.get(reference)
     if ref is not None:
-        for est, row in best.items():
-            if est != reference:
-                p = results.compare(runs, ref, row, report, sel_dir)
-                lines.append(summary._paired_line(_label(ref), _label(row), p))
+        pairs += [(ref, row, "") for est, row in best.items() if est != reference]
     for c in chosen:
-        if c["role"] != DIAGONAL:
-            continue
-        diag = table.get(results.config_key(c))
+        diag = table.get(results.config_key(c)) if c["role"] == DIAGONAL else None
         sel = best.get(c["estimator"])
         if diag is not None and sel is not None:
-            p = results.compare(runs, sel, diag, report, sel_dir)
-            lines.append(summary._paired_line(_label(sel), _label(diag) + " diagonal", p))
+            pairs.append((sel, diag, " diagonal"))
+    p_values = [
+        stats.paired_t_p(results.seed_values(runs, a, report), results.seed_values(runs, b, report))
+        for a, b, _ in pairs
+    ]
+    for (a, b, suffix), p_holm in zip(pairs, stats.holm(p_values), strict=True):
+        paired = results.compare(runs, a, b, report, sel_dir)
+        lines.append(summary._paired_line(_label(a), _label(b) + suffix, paired, p_holm))
     lines += ["", "Screen score against confirmation (the selection metric, mean over seeds):", ""]
     lines += [
         f"| config | role | screen `{confirmation['select']}` | confirmation `{select}` |",

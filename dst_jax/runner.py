@@ -20,6 +20,7 @@ import numpy as np
 
 from dst_jax import confirm, plotting, summary
 from dst_jax import estimators as estimator_lib
+from dst_jax import figures as figures_lib
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.sweep import grid, halving, refine, results
 from dst_jax.sweep.checkpoint import Checkpoint
@@ -192,7 +193,19 @@ def run_sweep(
             },
         )
         log("wrote: results.json, timing.json, " + ", ".join(written))
+        log(time_line(per_estimator, sum(invocations)))
     return results_dict
+
+
+def time_line(per_estimator: dict[str, dict[str, dict[str, Any]]], wall_s: float) -> str:
+    """The final line of a sweep: its wall time, and how much of it compiling and training
+    took (summed over rounds and estimators; the rest is loading, evaluation and files)."""
+    compile_s = sum(t.get("compile_s", 0.0) for per in per_estimator.values() for t in per.values())
+    train_s = sum(t.get("train_s", 0.0) for per in per_estimator.values() for t in per.values())
+    return (
+        f"time: {wall_s:.1f} s wall, of which compiling {compile_s:.1f} s and training "
+        f"{train_s:.1f} s (per estimator in timing.json)"
+    )
 
 
 def write_outputs(
@@ -201,9 +214,14 @@ def write_outputs(
     figure_arrays: list[dict[str, Any]],
     out_dir: str,
     log=print,
+    write_results: bool = True,
 ) -> list[str]:
-    """results.json, summary.md and the figures of a finished sweep; returns the names written."""
-    atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
+    """results.json, summary.md and the figures of a finished sweep; returns the names written.
+
+    `figure_arrays` may be empty (figures redrawn from results.json, `write_results` False):
+    then the figures that need the trained parameters (code grids) are not drawn."""
+    if write_results:
+        atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
     runs = results_dict["runs"]
     select, report = selection(task, results_dict["config"])
     sel_dir = direction(task, select)
@@ -225,13 +243,23 @@ def write_outputs(
     written = ["summary.md"]
     if confirmation is None:  # a confirmation's few cells make no temperature map
         written += heatmaps(task, runs, select, out_dir)
-    groups = {
-        f"{est} ({row['tau_f']:g}, {row['tau_b']:g})": results.runs_of(runs, row, finished=True)
-        for est, row in best.items()
-    }
-    if groups:
-        fig = plotting.curves(groups, tuple(dict.fromkeys(("train_loss", select, report))))
-        written.append(os.path.basename(plotting.save(fig, os.path.join(out_dir, "curves.png"))))
+    title = f"{task.name} ({results_dict['dataset']})"
+    for name, fig in (
+        ("curves.png", figures_lib.curves(runs, best, select, report)),
+        (
+            "comparison.png",
+            figures_lib.comparison(runs, best, select, report, direction(task, report), title),
+        ),
+        (
+            "profiles.png",
+            None
+            if confirmation is not None
+            else figures_lib.profiles(runs, select, report, sel_dir, title),
+        ),
+    ):
+        if fig is not None:
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
     written += task_figures(task, results_dict, best, figure_arrays, out_dir)
     return written
 
@@ -251,7 +279,7 @@ def heatmaps(task: Task, runs: list[dict[str, Any]], select: str, out_dir: str) 
         best = results.best_cell(sel, sel_dir)
         for metric in task.heatmap_metrics:
             _, _, mat = results.heatmap_grid(runs, metric, sel_dir, est, select=select)
-            title = f"{est}: {metric} (mean over seeds); star: best by {select}"
+            title = f"{est}: {metric} (mean over seeds); star: selected by {select}"
             fig = plotting.heatmap(tfs, tbs, mat, best, direction(task, metric), metric, title)
             name = f"heatmap_{est}_{metric}.png"
             plotting.save(fig, os.path.join(out_dir, name))
@@ -277,8 +305,11 @@ def task_figures(
     written = []
     hists: dict[str, dict[str, np.ndarray]] = {name: {} for name in task.histograms}
     for est, index in chosen.items():
-        arrays, row = figure_arrays[index], best[est]
-        label = f"{est} ({row['tau_f']:g}, {row['tau_b']:g}, seed {runs[index]['seed']})"
+        # Without the training's arrays (figures redrawn from results.json), the histograms
+        # come from the run's final metrics and the code grids keep their earlier files.
+        arrays = figure_arrays[index] if figure_arrays else dict(runs[index]["final"])
+        row = best[est]
+        label = f"{figures_lib.label(row)}, seed {runs[index]['seed']}"
         if "code_grid" in arrays:
             name = f"codes_{est}.png"
             fig = plotting.code_grid(
@@ -287,7 +318,7 @@ def task_figures(
             plotting.save(fig, os.path.join(out_dir, name))
             written.append(name)
         for name in task.histograms:
-            if name in arrays:
+            if arrays.get(name) is not None:
                 hist = np.asarray(arrays[name])
                 ppl = float(common.perplexity(hist))
                 hists[name][f"{label}, perplexity {ppl:.2f}"] = hist

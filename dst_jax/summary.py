@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.sweep import grid, halving, results
+from dst_jax.sweep import grid, halving, results, stats
 from dst_jax.sweep.stats import Paired
 
 
@@ -84,16 +84,25 @@ def _config(row: dict[str, Any]) -> str:
     return f"{row['estimator']} ({row['tau_f']:g}, {row['tau_b']:g})"
 
 
-def _paired_line(label_a: str, label_b: str, p: Paired, digits: int = 4) -> str:
+ONE_SEED = "one seed: no inference"
+
+
+def _paired_line(label_a: str, label_b: str, p: Paired, p_holm: float, digits: int = 4) -> str:
     d = p.diff
     if p.n == 0:
-        return f"| {label_a} | {label_b} | - | - | 0 |"
+        return f"| {label_a} | {label_b} | - | - | - | 0 |"
+    if p.n == 1:
+        return f"| {label_a} | {label_b} | {_fmt(d.mean, digits)} | {ONE_SEED} | - | - |"
     interval = (
         f"[{_fmt(d.mean - d.ci, digits)}, {_fmt(d.mean + d.ci, digits)}]"
         if math.isfinite(d.ci)
         else "-"
     )
-    return f"| {label_a} | {label_b} | {_fmt(d.mean, digits)} | {interval} | {p.wins}/{p.n} |"
+    p_text = "-" if not math.isfinite(p_holm) else f"{p_holm:.3g}"
+    return (
+        f"| {label_a} | {label_b} | {_fmt(d.mean, digits)} | {interval} | {p_text} | "
+        f"{p.wins}/{p.n} |"
+    )
 
 
 def paired_table(
@@ -109,26 +118,51 @@ def paired_table(
     - the best config of `reference` against the best config of every other estimator;
     - for each two-temperature estimator, its best cell against its best diagonal cell
       (tau_f = tau_b), the comparison behind the claim that decoupling helps.
+
+    p (Holm): the paired t-test's two-sided p-value, Holm-adjusted over the table's
+    comparisons. With one seed a difference is a single observation: its row says so instead
+    of an interval.
     """
-    head = f"| A | B | mean A - B ({report}) | 95% interval | A wins |\n|---|---|---|---|---|"
-    lines = [head]
+    head = (
+        f"| A | B | mean A - B ({report}) | 95% interval | p (Holm) | A wins |\n"
+        "|---|---|---|---|---|---|"
+    )
+    rows: list[tuple[str, str, Paired, float] | str] = []
+
+    def add(a, b, label_a, label_b):
+        p = results.compare(runs, a, b, report, direction)
+        pv = stats.paired_t_p(
+            results.seed_values(runs, a, report), results.seed_values(runs, b, report)
+        )
+        rows.append((label_a, label_b, p, pv))
+
     ref = best.get(reference)
     if ref is not None:
         for est, row in best.items():
             if est != reference:
-                p = results.compare(runs, ref, row, report, direction)
-                lines.append(_paired_line(_config(ref), _config(row), p))
+                add(ref, row, _config(ref), _config(row))
     for est, row in best.items():
         entry = _entry(est)
         if entry is None or entry.n_temperatures != 2:
             continue
         diag = results.best_diagonal(runs, est, select, direction)
         if diag is not None and (diag["tau_f"], diag["tau_b"]) != (row["tau_f"], row["tau_b"]):
-            p = results.compare(runs, row, diag, report, direction)
-            lines.append(_paired_line(_config(row), _config(diag) + " diagonal", p))
+            add(row, diag, _config(row), _config(diag) + " diagonal")
         elif diag is not None:
-            lines.append(f"| {_config(row)} | (the best cell is on the diagonal) | 0 | - | - |")
+            rows.append(f"| {_config(row)} | (the best cell is on the diagonal) | 0 | - | - | - |")
+    adjusted = iter(stats.holm([r[3] for r in rows if not isinstance(r, str)]))
+    lines = [head]
+    for r in rows:
+        lines.append(r if isinstance(r, str) else _paired_line(r[0], r[1], r[2], next(adjusted)))
     return "\n".join(lines)
+
+
+def paired_note(runs: list[dict[str, Any]]) -> str:
+    """What the paired table's inference rests on: the number of seeds (none with one)."""
+    seeds = len({r["seed"] for r in runs})
+    if seeds < 2:
+        return f" {ONE_SEED} (each difference is a single observation)."
+    return " p (Holm): paired t-test over seeds, Holm-adjusted over the table's comparisons."
 
 
 def optimum_lines(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> list[str]:
@@ -187,7 +221,8 @@ def sweep_summary(
         "",
         best_table(best, metrics, estimators),
         "",
-        f"Paired comparisons on `{report}` (same seeds, same initialisation and minibatch order):",
+        f"Paired comparisons on `{report}` (same seeds, same initialisation and minibatch order);"
+        + paired_note(runs),
         "",
         paired_table(runs, best, select, report, direction),
         "",

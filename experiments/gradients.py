@@ -36,6 +36,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import io
+import json
 import math
 import os
 import platform
@@ -51,13 +52,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
 
 import dst_jax
+from dst_jax import compilation_cache, gradients, plotting
 from dst_jax import estimators as estimator_lib
-from dst_jax import gradients, plotting
 from dst_jax.argtypes import floats, names, positive_int
 from dst_jax.data import pipeline
 from dst_jax.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -128,6 +126,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prng", choices=PRNG_IMPLS, help="JAX PRNG implementation (default rbg)")
     p.add_argument(
         "--dtype", choices=("float32", "float64"), help="of the references and draws (float64)"
+    )
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw the figures of --out from its gradients.json (measures nothing)",
     )
     return p
 
@@ -456,7 +459,9 @@ def git_commit() -> str | None:
     return proc.stdout.strip() or None
 
 
-def write_figures(out: Path, measured: dict, entries: dict) -> list[str]:
+def write_figures(out: Path, measured: dict) -> list[str]:
+    """The heatmaps of each two-temperature estimator and the curves of the single-temperature
+    ones, per checkpoint and reference, from `measured` (gradients.json's "estimators")."""
     written = []
     checkpoints = next(iter(measured.values()))["results"].keys() if measured else []
     for ckpt in checkpoints:
@@ -467,67 +472,52 @@ def write_figures(out: Path, measured: dict, entries: dict) -> list[str]:
                 taus_f = [float(t) for t in np.reshape(est["tau_f"], est["shape"])[:, 0]]
                 taus_b = [float(t) for t in np.reshape(est["tau_b"], est["shape"])[0, :]]
                 for m in gradients.METRICS:
-                    grid = est["results"][ckpt][ref][m]
+                    grid = np.asarray(est["results"][ckpt][ref][m], np.float64)
                     title = f"{name}: {m} ({ckpt}, reference {_ref_text(ref)})"
-                    row, col = best_cell(grid, m)
+                    # A log colour scale where positive values span more than a decade (a
+                    # nearly deterministic q puts relative errors from 1e-50 to 1e15 on a grid).
                     fig = plotting.heatmap(
-                        taus_f, taus_b, grid, (row, col), DIRECTIONS[m], m, title
-                    )
-                    if m != "cosine":
-                        _log_colours(fig, grid)
+                        taus_f, taus_b, grid, best_cell(grid, m), DIRECTIONS[m], m, title,
+                        log_colours=m != "cosine",
+                    )  # fmt: skip
                     path = out / f"heatmap_{name}_{ckpt}_{ref}_{m}.png"
                     written.append(plotting.save(fig, str(path)))
             single = {n: e for n, e in measured.items() if len(e["shape"]) < 2}
             if single:
-                fig = curves(single, ckpt, ref, entries)
+                fig = curves(single, ckpt, ref)
                 written.append(plotting.save(fig, str(out / f"curves_{ckpt}_{ref}.png")))
     return written
-
-
-def _log_colours(fig: Figure, grid: np.ndarray) -> None:
-    """A log colour scale for a heatmap whose positive values span more than a decade (a
-    nearly deterministic q puts relative errors from 1e-50 to 1e15 on one grid); the cells keep
-    their printed values."""
-    positive = grid[np.isfinite(grid) & (grid > 0)]
-    if positive.size == 0 or positive.max() < 10 * positive.min():
-        return
-    image = fig.axes[0].images[0]
-    image.set_norm(LogNorm(vmin=positive.min(), vmax=positive.max()))
-    assert image.colorbar is not None  # plotting.heatmap draws one
-    image.colorbar.update_normal(image)
 
 
 def _ref_text(ref: str) -> str:
     return "q = softmax(l)" if ref == "tau1" else "q = softmax(l / tau_f)"
 
 
-def curves(single: dict, ckpt: str, ref: str, entries: dict) -> Figure:
+def curves(single: dict, ckpt: str, ref: str):
     """Each metric against the single temperature, one line per estimator; an untempered
     estimator is a horizontal line."""
-    fig = Figure(figsize=(12.5, 3.6))
-    axes = fig.subplots(1, len(gradients.METRICS))
-    taus: list[float] = [1.0]
-    for ax, m in zip(axes, gradients.METRICS, strict=True):
-        for name, est in single.items():
-            ys = np.atleast_1d(est["results"][ckpt][ref][m])
-            if est["shape"] == ():
-                ax.axhline(float(ys[0]), ls="--", lw=1, label=f"{name} (no temperature)")
-                continue
-            acts = " = ".join(entries[name].writes_tau_to)
-            ax.plot(est["tau"], ys, marker=".", label=f"{name} (tau = {acts})")
-            taus = est["tau"]
-        ax.set_xscale("log")
-        ax.set_xticks(taus, [f"{t:g}" for t in taus])
-        ax.xaxis.set_minor_locator(NullLocator())
-        if m != "cosine":
-            ax.set_yscale("log")
-        ax.set_xlabel("tau")
-        ax.set_ylabel(f"relative {m}" if m != "cosine" else "cosine(mean, exact)")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{ckpt} parameters, reference {_ref_text(ref)}", fontsize=10)
-    fig.tight_layout()
-    return fig
+    lines = {}
+    for name, est in single.items():
+        values = {m: est["results"][ckpt][ref][m] for m in gradients.METRICS}
+        if tuple(est["shape"]) == ():
+            lines[f"{name} (no temperature)"] = {"tau": None, **values}
+        else:
+            acts = " = ".join(est.get("writes_tau_to") or ["tau"])
+            lines[f"{name} (tau = {acts})"] = {"tau": list(est["tau"]), **values}
+    ylabels = {
+        m: f"relative {m}" if m != "cosine" else "cosine(mean, exact)" for m in gradients.METRICS
+    }
+    return plotting.temperature_curves(
+        lines, tuple(gradients.METRICS), ylabels, f"{ckpt} parameters, reference {_ref_text(ref)}"
+    )
+
+
+def replot(out_dir: str) -> list[str]:
+    """Redraw a finished analysis's figures from its gradients.json (nothing is measured)."""
+    path = Path(out_dir) / "gradients.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: --replot needs the folder of a finished analysis")
+    return write_figures(Path(out_dir), json.loads(path.read_text())["estimators"])
 
 
 def summary_markdown(doc: dict) -> str:
@@ -783,7 +773,7 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
     }
     t = time.perf_counter()
     write_per_image(out / "per_image.npz", raw)
-    figures = write_figures(out, measured, {e.name: e for e in entries})
+    figures = write_figures(out, measured)
     timing["files_s"] = time.perf_counter() - t
     doc["figures"] = [Path(f).name for f in figures]
     doc["wall_s"] = time.perf_counter() - t0
@@ -795,6 +785,15 @@ def run(settings: Settings, out_dir: str, data_dir: str | None, command: str, lo
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.replot:
+        try:
+            written = replot(args.out)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"redrew {len(written)} figures in {args.out}")
+        return 0
+    compilation_cache.enable()
     try:
         settings = settings_from(args)
         if settings.dtype == "float64":

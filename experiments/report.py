@@ -1,6 +1,7 @@
 """Markdown report of a finished sweep, for docs/RESULTS.md.
 
     python -m experiments.report results/sbn [--select-on val|test] [--grid ESTIMATOR ...]
+        [--figures] [--tensorboard LOGDIR]
 
 Prints: the protocol (data, steps, seeds, selection), the best config per estimator with mean,
 std (ddof = 1) and 95% Student-t interval over seeds, the paired comparisons (Decoupled ST's best
@@ -22,10 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from dst_jax import confirm, summary, tasks
+from dst_jax import confirm, figures, summary, tasks
 from dst_jax.argtypes import int_at_least
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", metavar="DIR", help="a finished sweep's folder (its results.json)")
     p.add_argument("--select-on", choices=("val", "test"), default=None)
     p.add_argument(
         "--grid",
@@ -280,12 +282,39 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="rungs of --simulate-halving (default: as many as fit the evaluation steps)",
     )
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="first rewrite the folder's figures and summary.md from results.json (no training)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        metavar="LOGDIR",
+        help="also write every run's curves and hyperparameters as TensorBoard event files "
+        "under LOGDIR (one folder per config and seed; needs the extra 'tensorboard')",
+    )
     args = p.parse_args(argv)
     if args.rungs is not None and args.simulate_halving is None:
         p.error("--rungs needs --simulate-halving ETA")
     if args.simulate_halving is not None:
         print(simulate_halving(args.out_dir, args.simulate_halving, args.rungs))
         return
+    if args.tensorboard:
+        from dst_jax import tensorboard_export
+
+        res = json.loads((Path(args.out_dir) / "results.json").read_text())
+        try:
+            runs = tensorboard_export.write(res, args.tensorboard)
+        except ImportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(
+            f"wrote {len(runs)} runs to {args.tensorboard} (view: tensorboard --logdir "
+            f"{args.tensorboard})\n"
+        )
+    if args.figures:
+        written = figures.redraw(args.out_dir, log=lambda *_: None)
+        print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
     print(report(args.out_dir, args.select_on, tuple(args.grid)))
 
 

@@ -19,7 +19,7 @@ import types
 import typing
 from pathlib import Path
 
-from dst_jax import tasks
+from dst_jax import compilation_cache, tasks
 from dst_jax.argtypes import floats, int_at_least, names, positive_float, positive_int
 from dst_jax.runner import run_sweep
 from dst_jax.sweep import grid
@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m experiments.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_epilog(),
     )
     p.add_argument("task", choices=tasks.TASK_NAMES)
     p.add_argument("--out", required=True, help="output folder (results, plots, checkpoint)")
@@ -117,9 +118,16 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a task config field, e.g. --set beta=0 (repeatable)",
+        help="override a task config field, e.g. --set beta=0 (repeatable; the fields of each "
+        "task are listed below)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-compilation-cache",
+        action="store_true",
+        help="do not read or write JAX's persistent compilation cache (default: on, in "
+        "~/.cache/dst_jax/jax; DST_JAX_COMPILATION_CACHE=0 turns it off too, =DIR moves it)",
+    )
     multi = p.add_argument_group(
         "several hosts",
         "Start the same command on every host with --distributed and --out on a file system they "
@@ -138,7 +146,84 @@ def parser() -> argparse.ArgumentParser:
         default=120,
         help="seconds to wait for the coordinator and the other processes (default 120)",
     )
+    _readable_metavars(p)
     return p
+
+
+# Metavars of flags that take a value, by destination (the default would be its upper-case
+# name, e.g. HP_LR_SCHEDULE).
+_METAVARS = {
+    "out": "DIR",
+    "data_dir": "DIR",
+    "estimators": "NAME[,NAME...]",
+    "tau_f": "TAU[,TAU...]",
+    "tau_b": "TAU[,TAU...]",
+    "seeds": "N",
+    "lr": "LR[,LR...]",
+    "epochs": "EPOCHS",
+    "max_steps": "STEPS",
+    "eval_every": "STEPS",
+    "chunk_size": "N",
+    "checkpoint_every_s": "SECONDS",
+    "num_processes": "N",
+    "process_id": "ID",
+    "distributed_timeout": "SECONDS",
+}
+
+
+def _readable_metavars(p: argparse.ArgumentParser) -> None:
+    """Give every valued flag without a metavar a readable one: from `_METAVARS`, from the
+    run hyperparameter it sets (a comma list of names or numbers), else its own name."""
+    hparams = {f"hp_{f.name}": f for f in grid.HPARAMS}
+    for action in p._actions:
+        if action.metavar is not None or action.nargs == 0 or not action.option_strings:
+            continue
+        if action.choices:
+            continue  # argparse shows {a,b,c}
+        if action.dest in hparams:
+            f = hparams[action.dest]
+            one = "NAME" if f.metadata["choices"] else "VALUE"
+            action.metavar = f"{one}[,{one}...]"
+        else:
+            action.metavar = _METAVARS.get(action.dest, action.dest.upper())
+
+
+def _type_name(hint) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def set_fields(task: str) -> list[tuple[str, str, object]]:
+    """(name, type, value in the task's full protocol) of every task config field that `--set`
+    accepts, from the task's config dataclass."""
+    config, _ = importlib.import_module(f"experiments.configs.{task}").get_config(smoke=False)
+    hints = typing.get_type_hints(type(config))
+    return [
+        (f.name, _type_name(hints[f.name]), getattr(config, f.name))
+        for f in dataclasses.fields(config)
+    ]
+
+
+def _as_typed(value) -> str:
+    """A value as one types it after `--set KEY=`."""
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def _epilog() -> str:
+    lines = [
+        "example (a small sweep of two estimators, resumable, then its report):",
+        "  python -m experiments.run sbn --out runs/sbn-small --smoke \\",
+        "      --estimators decoupled_st,softmax_ste --seeds 2 --set n_eval_samples=8",
+        "  python -m experiments.report runs/sbn-small",
+        "",
+        "task fields for --set KEY=VALUE (type, value in the full protocol; tuples as 1,2,3):",
+    ]
+    for task in tasks.TASK_NAMES:
+        lines.append(f"  {task}:")
+        for name, hint, value in set_fields(task):
+            lines.append(f"    {name}: {hint} = {_as_typed(value)}")
+    return "\n".join(lines)
 
 
 def _tau_grid(text: str) -> tuple[str, tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -288,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     check_out_dir(args.out)
     if args.estimators is not None and not args.estimators:
         raise SystemExit("error: --estimators is empty; name at least one, e.g. decoupled_st")
+    if not args.no_compilation_cache:
+        compilation_cache.enable()
     init_distributed(args)
     cfg_module = importlib.import_module(f"experiments.configs.{args.task}")
     task_config, sweep = cfg_module.get_config(smoke=args.smoke)

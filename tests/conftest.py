@@ -18,6 +18,12 @@ from pathlib import Path  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from dst_jax import compilation_cache  # noqa: E402
+
+# The suite compiles the same small programs on every run: keep them in the user's persistent
+# cache (DST_JAX_COMPILATION_CACHE=0 turns it off).
+compilation_cache.enable()
+
 # The development and CI machines have the real data sets beside the checkout; a user's machine
 # may not, and then the tests that need them say so when they skip.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -45,6 +45,7 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
     proc = run_cli("sbn", "--out", str(out), "--smoke", data_dir=shared_data_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Best config per estimator" in proc.stdout
+    assert "s wall, of which compiling" in proc.stdout  # the final line
     res = json.loads((out / "results.json").read_text())
     assert res["task"] == "sbn" and res["dataset"] == "fashion_mnist"
     estimators = [r["estimator"] for r in res["runs"]]
@@ -58,7 +59,7 @@ def test_sbn_smoke_end_to_end(tmp_path, shared_data_dir):
         assert r["final"]["test_acc_det"] > 0.3, r
     assert {"reinmax", "decoupled_reinmax", "gumbel_rao"} <= set(estimators)
     figures = [f"heatmap_{e}_test_acc_{m}.png" for e in two_temperature() for m in ("stoch", "det")]
-    for name in (*figures, "curves.png"):
+    for name in (*figures, "curves.png", "comparison.png", "profiles.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Rerunning the same command finds the finished checkpoint and trains nothing more.
     again = run_cli("sbn", "--out", str(out), "--smoke", data_dir=shared_data_dir)
@@ -88,7 +89,7 @@ def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, 
     assert [r["estimator"] for r in res["runs"]].count("decoupled_st") == 4
     assert all(not r["diverged"] for r in res["runs"])
     heatmaps = [f"heatmap_{e}_{m}.png" for e in two_temperature() for m in heatmaps]
-    for name in (*heatmaps, *figures, "curves.png"):
+    for name in (*heatmaps, *figures, "curves.png", "comparison.png", "profiles.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     if task == "dlgn":  # the gate usage is tabulated as well as drawn
         assert "`gate_hist` of the best config per estimator" in (out / "summary.md").read_text()
@@ -118,3 +119,24 @@ def test_set_overrides_task_config_fields():
         _override_task_config(Config(), ["beta=x"])
     with pytest.raises(SystemExit, match="KEY one of"):
         _override_task_config(Config(), ["no_such_field=1"])
+
+
+def test_help_has_readable_metavars_every_set_field_and_an_example(capsys):
+    import dataclasses
+    import re
+
+    from experiments import run
+
+    with pytest.raises(SystemExit) as exit_:
+        run.parser().parse_args(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "HP_" not in text and not re.search(r"--[a-z-]+ [A-Z_]+_[A-Z_]+\b(?!,)", text)
+    assert "--lr-schedule NAME[,NAME...]" in text and "--tau-f TAU[,TAU...]" in text
+    assert "python -m experiments.run sbn --out" in text  # the example
+    for task in ("sbn", "cae", "dlgn"):
+        config, _ = __import__(f"experiments.configs.{task}", fromlist=["x"]).get_config()
+        section = text.split(f"  {task}:\n")[1]
+        for f in dataclasses.fields(config):
+            assert re.search(rf"^    {f.name}: \S.* = ", section, re.M), (task, f.name)
+    assert "    beta: float = 1.0" in text and "    hidden: tuple[int, ...] = 200,200" in text

@@ -337,3 +337,21 @@ def test_smoke_end_to_end(tmp_path, shared_data_dir):
     assert "## Verdict" in summary and "decoupled_st" in summary
     per_image = np.load(out / "per_image.npz")
     assert per_image["init/decoupled_st/tau1/bias"].shape == (4, 9)
+    # --replot redraws the figures from gradients.json and measures nothing.
+    measured = (out / "gradients.json").stat().st_mtime_ns
+    (out / "curves_trained_tau_f.png").unlink()
+    proc = subprocess.run(
+        [*cmd, "--replot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "curves_trained_tau_f.png").read_bytes()[:8] == png
+    assert (out / "gradients.json").stat().st_mtime_ns == measured
+
+
+def test_replot_without_a_finished_analysis_is_a_one_line_error(tmp_path, capsys):
+    from experiments import gradients as exp
+
+    assert exp.main(["cae", "--out", str(tmp_path), "--replot"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "gradients.json not found" in err
+    assert err.count("\n") == 1

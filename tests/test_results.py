@@ -145,3 +145,45 @@ def test_summary_tabulates_the_tasks_histograms_of_each_best_config_over_finishe
         runs, "val_acc", "val_acc", "max", ("val_acc",), ["decoupled_st"], {"other": ("x", "y")}
     )
     assert "| estimator | config |" not in plain
+
+
+def test_holm_adjustment_steps_down_and_skips_undefined_p_values():
+    adjusted = stats.holm([0.01, 0.04, float("nan"), 0.03, 0.005])
+    # sorted: 0.005 * 4, 0.01 * 3, 0.03 * 2, then max(0.04 * 1, 0.06): monotone.
+    assert adjusted[:2] == pytest.approx([0.03, 0.06])
+    assert math.isnan(adjusted[2])
+    assert adjusted[3:] == pytest.approx([0.06, 0.02])
+    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_paired_t_p_is_the_t_test_of_the_seed_differences():
+    a = {0: 0.9, 1: 0.8, 2: 0.85, 3: 0.7}
+    b = {0: 0.85, 1: 0.78, 2: 0.86, 3: 0.6, 9: 0.1}  # seed 9 has no partner
+    d = np.array([a[s] - b[s] for s in range(4)])
+    t = d.mean() / (d.std(ddof=1) / 2)
+    from scipy import stats as scipy_stats
+
+    assert stats.paired_t_p(a, b) == pytest.approx(2 * scipy_stats.t.sf(abs(t), 3))
+    assert math.isnan(stats.paired_t_p({0: 1.0}, {0: 0.5}))  # one seed: no test
+
+
+def test_summary_gives_holm_p_values_and_marks_one_seed_tables():
+    runs = []
+    for s in range(3):
+        runs += [run("decoupled_st", 0.1, 0.7, s, val_acc=0.85 + s / 100, test_acc=0.84 + s / 90)]
+        runs += [run("decoupled_st", 0.3, 0.3, s, val_acc=0.82, test_acc=0.81 + s / 200)]
+        runs += [run("softmax_ste", 0.3, 0.3, s, val_acc=0.82, test_acc=0.80 + s / 300)]
+    args = ("val_acc", "test_acc", "max", ("val_acc", "test_acc"), ["decoupled_st", "softmax_ste"])
+    text = summary.sweep_summary(runs, *args)
+    assert "| p (Holm) | A wins |" in text and "Holm-adjusted" in text
+    line = next(t for t in text.splitlines() if t.startswith("| decoupled_st (0.1, 0.7) | soft"))
+    best, ref = runs[0:9:3], runs[2:9:3]
+    raw = stats.paired_t_p(
+        {r["seed"]: r["final"]["test_acc"] for r in best},
+        {r["seed"]: r["final"]["test_acc"] for r in ref},
+    )
+    p_holm = float(line.split("|")[5])
+    assert raw < p_holm <= min(1.0, 2 * raw) + 1e-3  # two comparisons in the family
+    one = summary.sweep_summary([r for r in runs if r["seed"] == 0], *args)
+    assert "one seed: no inference" in one
+    assert "0/1" not in one and "1/1 |" not in one.split("Paired")[1].split("Where")[0]

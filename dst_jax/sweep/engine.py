@@ -12,6 +12,7 @@ only process 0 writes JSON files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import weakref
@@ -64,6 +65,8 @@ class Program:
         self.figures = jax.jit(jax.vmap(task.figure_arrays, in_axes=(0, None)))
         self._compiled: dict[tuple, Any] = {}
         self.compile_s = 0.0
+        # Called with True before and False after each compile (the progress bar says so).
+        self.on_compile: Callable[[bool], None] | None = None
 
     def compiled(self, state, hp, data, n_steps: int):
         key = (
@@ -72,11 +75,15 @@ class Program:
             tuple((k, v.shape, str(v.dtype)) for k, v in sorted(data.items())),
         )
         if key not in self._compiled:
+            if self.on_compile is not None:
+                self.on_compile(True)
             t0 = time.perf_counter()
             self._compiled[key] = self.segment.lower(
                 state, hp, data, jnp.int32(0), n_steps
             ).compile()
             self.compile_s += time.perf_counter() - t0
+            if self.on_compile is not None:
+                self.on_compile(False)
         return self._compiled[key]
 
 
@@ -245,6 +252,16 @@ def run_chunk(
     return records, {name: v[: len(chunk)] for name, v in figures.items()}, spent, state
 
 
+def _compile_status(bar, estimator: str, compiling: bool) -> None:
+    """The progress bar while a program compiles: says so, and afterwards leaves the compile's
+    seconds out of its rate (tqdm's unpause), so that its ETA counts training only."""
+    if compiling:
+        bar.set_description_str(f"compiling {estimator}", refresh=True)
+    else:
+        bar.unpause()
+        bar.set_description_str(estimator, refresh=True)
+
+
 # -- the sweep ---------------------------------------------------------------------------------
 def train_runs(
     task: Task,
@@ -296,6 +313,7 @@ def train_runs(
     for est, idxs in by_estimator.items():
         est_runs = [runs[i] for i in idxs]
         program = _program(task, est, mesh, total_steps=steps, test_at=test_at, prng=prng)
+        program.on_compile = functools.partial(_compile_status, bar, est)
         compile_before = program.compile_s
         size = plan_chunks(
             program, est_runs, mesh, data_g, bounds[0][1], chunk_size, checkpoint, tag

@@ -66,3 +66,28 @@ def paired(a: dict[int, float], b: dict[int, float], direction: str) -> Paired:
 
 def _finite(v) -> bool:
     return v is not None and math.isfinite(v)
+
+
+def paired_t_p(a: dict[int, float], b: dict[int, float]) -> float:
+    """Two-sided p-value of the paired t-test of `a` against `b` over the seeds both have
+    finite; NaN with fewer than two such seeds or differences without spread."""
+    seeds = sorted(s for s in set(a) & set(b) if _finite(a[s]) and _finite(b[s]))
+    if len(seeds) < 2:
+        return math.nan
+    diffs = np.array([a[s] - b[s] for s in seeds], np.float64)
+    if np.ptp(diffs) == 0:
+        return math.nan  # the t statistic is undefined (or infinite)
+    return float(scipy_stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (family-wise error control); NaN
+    entries are left out of the family and stay NaN."""
+    finite = [(p, i) for i, p in enumerate(pvalues) if _finite(p)]
+    m = len(finite)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for k, (p, i) in enumerate(sorted(finite)):
+        running = max(running, min(1.0, (m - k) * p))
+        out[i] = running
+    return out
