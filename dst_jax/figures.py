@@ -159,18 +159,3 @@ def profiles(runs: list[dict[str, Any]], select: str, report: str, direction: st
     seeds = max((r["seed"] for r in runs), default=0) + 1
     band = "; band: 95% interval over seeds" if seeds > 1 else "; one seed, no interval"
     return plotting.profiles(panels, f"{title}\nprofiles through the cell best by {select}{band}")
-
-
-def redraw(out_dir: str, log=print) -> list[str]:
-    """Rewrite a finished sweep's summary.md and figures from its results.json, without
-    training: every figure but the code grids (they need the trained parameters, which
-    results.json does not hold; their files are left as they are). Returns the names written."""
-    import json
-    import os
-
-    from dst_jax import runner, tasks
-
-    with open(os.path.join(out_dir, "results.json")) as f:
-        res = json.load(f)
-    task = tasks.make(res["task"])
-    return runner.write_outputs(task, res, [], out_dir, log=log, write_results=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import platform
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from dst_jax import confirm, plotting, summary
+from dst_jax import confirm, plotting, summary, tasks
 from dst_jax import estimators as estimator_lib
 from dst_jax import figures as figures_lib
 from dst_jax.io import atomic_write_json, atomic_write_text
@@ -330,3 +331,13 @@ def task_figures(
         plotting.save(fig, os.path.join(out_dir, f"{name}.png"))
         written.append(f"{name}.png")
     return written
+
+
+def redraw(out_dir: str, log=print) -> list[str]:
+    """Rewrite a finished sweep's summary.md and figures from its results.json, without
+    training: every figure but the code grids (they need the trained parameters, which
+    results.json does not hold; their files are left as they are). Returns the names written."""
+    with open(os.path.join(out_dir, "results.json")) as f:
+        res = json.load(f)
+    task = tasks.make(res["task"])
+    return write_outputs(task, res, [], out_dir, log=log, write_results=False)

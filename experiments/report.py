@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dst_jax import confirm, figures, summary, tasks
+from dst_jax import confirm, runner, summary, tasks
 from dst_jax.argtypes import int_at_least
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.tensorboard})\n"
         )
     if args.figures:
-        written = figures.redraw(args.out_dir, log=lambda *_: None)
+        written = runner.redraw(args.out_dir, log=lambda *_: None)
         print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
     print(report(args.out_dir, args.select_on, tuple(args.grid)))
 
