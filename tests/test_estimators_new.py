@@ -358,3 +358,15 @@ def test_rloo_gradient_mean_is_the_exact_gradient_within_its_error():
 def test_rloo_needs_two_samples():
     with pytest.raises(ValueError, match="at least 2 samples"):
         R.rloo_surrogate(jnp.ones((1, 3)), jnp.zeros((1, 3)))
+
+
+def test_zgr_equals_reinmax_at_temperature_one(x64):
+    """For a one-hot D, 2 J((p + D)/2) - J(p)/2 = (J(p) + (D - p)(D - p)^T)/2 (diag(D) = D D^T):
+    ReinMax at tau = 1 is ZGR, value and gradient, for the same key."""
+    k1, k2, key = jax.random.split(jax.random.key(6), 3)
+    l = 1.5 * jax.random.normal(k1, (8, 5), jnp.float64)
+    v = jax.random.normal(k2, (8, 5), jnp.float64)
+    z, vjp = jax.vjp(lambda l: R.zgr(key, l), l)
+    z_r, vjp_r = jax.vjp(lambda l: E.reinmax(key, l, 1.0), l)
+    np.testing.assert_array_equal(z, z_r)
+    np.testing.assert_allclose(vjp(v)[0], vjp_r(v)[0], rtol=1e-12, atol=1e-14)
