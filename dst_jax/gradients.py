@@ -524,12 +524,16 @@ def noise_ratio(bias: ArrayLike, spread: ArrayLike, n_draws: int) -> np.ndarray:
 
     For an unbiased estimator the mean of N draws misses g by sampling error alone,
     `E|mean - g|^2 = E|g_n - E g_n|^2 / N`, so the ratio is about 1 (below it, since a norm's
-    mean is below its root mean square); a biased estimator's grows like sqrt(N). NaN where the
-    spread is 0 or the bias undefined.
+    mean is below its root mean square); a biased estimator's grows like sqrt(N). Where every
+    draw is the same (spread 0) a non-zero bias is not sampling error: +inf (and 0 for no bias;
+    NaN where the bias is undefined). An unbiased estimator whose variance lies in events rarer
+    than 1/N (RLOO on a nearly deterministic q) can show large ratios too: read them as "N
+    draws cannot tell", which the median over images is robust to.
     """
     bias, spread = np.asarray(bias, np.float64), np.asarray(spread, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(spread > 0, bias * np.sqrt(n_draws) / spread, np.nan)
+        flat = np.where(bias > 0, np.inf, np.where(bias == 0, 0.0, np.nan))
+        return np.where(spread > 0, bias * np.sqrt(n_draws) / spread, flat)
 
 
 def claimed_moves(mat: ArrayLike, axis: int, direction: str) -> np.ndarray:

@@ -425,7 +425,7 @@ def bias_vs_noise(measured: dict, raw: dict, n_draws: int) -> list[dict[str, Any
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     ratio_K = np.nanmedian(ratio_SxK, axis=0)
-                    k = int(np.nanargmin(ratio_K)) if np.any(np.isfinite(ratio_K)) else 0
+                    k = int(np.nanargmin(ratio_K)) if np.any(~np.isnan(ratio_K)) else 0
                     bias, spread = np.nanmean(per["bias"][:, k]), np.nanmean(per["spread"][:, k])
                 rows.append(
                     {

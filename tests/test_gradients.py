@@ -371,4 +371,7 @@ def test_rloo_bias_is_sampling_error_and_shrinks_like_one_over_sqrt_n(x64):
 
 def test_noise_ratio():
     np.testing.assert_allclose(G.noise_ratio([0.1, 0.2], [1.6, 0.8], 256), [1.0, 4.0])
-    assert np.isnan(G.noise_ratio(0.1, 0.0, 64))
+    # Identical draws: a bias is no sampling error (inf); no bias is 0; undefined stays NaN.
+    np.testing.assert_array_equal(
+        G.noise_ratio([0.1, 0.0, np.nan], [0.0, 0.0, 0.0], 64), [np.inf, 0.0, np.nan]
+    )
