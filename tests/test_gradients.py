@@ -215,6 +215,9 @@ def test_configs_cover_the_registry_grid():
                 itertools.product(taus, taus)
             )
             np.testing.assert_array_equal(c["tau_q"], c["tau_f"])
+        elif e.n_temperatures == 0:  # zgr, rloo: one configuration, recorded at (1, 1)
+            assert c["shape"] == ()
+            assert list(zip(c["tau_f"], c["tau_b"], c["tau_q"], strict=True)) == [(1, 1, 1)]
         else:
             assert c["shape"] == (3,)
             assert [e.temperatures_of(t) for t in taus] == list(

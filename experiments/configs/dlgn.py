@@ -7,7 +7,8 @@ Paper-scale protocol (difflogic "small": 4 logic layers x 12,000 neurons, GroupS
 Adam lr 0.01, batch 100; decoupled_st and decoupled_reinmax over the 10 x 10 (tau_f, tau_b)
 grid, the eight single-temperature estimators over the 10 temperatures, zgr once, plus
 difflogic's softmax relaxation as a reference row; 1 seed; 100 epochs = 45,000 steps per run on
-the training set less its validation split; 282 runs; the paper's four estimators and the relaxation: 131 runs):
+the training set less its validation split; 282 runs; the paper's four estimators and the
+relaxation: 131 runs):
 
     python -m experiments.run dlgn --out runs/dlgn
 
