@@ -5,7 +5,7 @@ The estimators are re-exported here (`dst_jax.estimators.REGISTRY` lists them);
 are imported from their own modules on demand, so `import dst_jax` stays light.
 """
 
-from dst_jax import estimators
+from dst_jax import estimators, estimators_recent
 from dst_jax.estimators import (
     decoupled_reinmax,
     decoupled_reinmax_bernoulli,
@@ -22,6 +22,7 @@ from dst_jax.estimators import (
     st_gumbel_sigmoid,
     st_gumbel_softmax,
 )
+from dst_jax.estimators_recent import gapped_st, mve, reinmax_cv, zgr
 
 __version__ = "0.2.0"
 
@@ -31,14 +32,19 @@ __all__ = [
     "decoupled_st",
     "decoupled_st_bernoulli",
     "estimators",
+    "estimators_recent",
+    "gapped_st",
     "gumbel_rao",
     "gumbel_rao_bernoulli",
     "identity_ste",
     "identity_ste_bernoulli",
+    "mve",
     "reinmax",
     "reinmax_bernoulli",
+    "reinmax_cv",
     "sigmoid_ste",
     "softmax_ste",
     "st_gumbel_sigmoid",
     "st_gumbel_softmax",
+    "zgr",
 ]

@@ -974,6 +974,9 @@ class Estimator:
       given_sample: the categorical backward applied to a sample drawn elsewhere
         (`GivenSample`), for an estimator whose backward needs only the forward one-hot `D`;
         None where it needs the noise (`st_gumbel_softmax`, `gumbel_rao`) or draws no sample.
+      score_function: True for a score-function estimator (RLOO): its functions draw samples
+        with no pathwise gradient, and the gradient comes from a surrogate over several
+        samples that the task's loss builds; only tasks with `accepts_score_function` train it.
     """
 
     name: str
@@ -984,6 +987,7 @@ class Estimator:
     discrete: bool = True
     formula: str = ""
     given_sample: GivenSample | None = None
+    score_function: bool = False
 
     def __post_init__(self):
         n = _n_temperatures(self.categorical)

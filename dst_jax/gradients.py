@@ -22,6 +22,13 @@ and the quality of N draws against a reference g is measured, with norms over al
 Two references per configuration: `tau = 1` (the model's distribution) and `tau = tau_f` (the
 distribution the estimator's forward pass samples; see `sampling_temperature`).
 
+Score-function estimators (`Estimator.score_function`, RLOO) have no pathwise gradient: a draw
+is `estimators_recent.rloo_gradient(key_n, l, f, S)`, the leave-one-out REINFORCE estimate from
+S samples of q = softmax(l), unbiased for the `tau1` reference. For an unbiased estimator
+`E|mean - g|^2 = E|g_n - E g_n|^2 / N`, so its relative bias is about spread / sqrt(N):
+`noise_ratio = bias sqrt(N) / spread` is near 1 (a chi over the L*C entries, scaled) where the
+bias is sampling error alone, and grows like sqrt(N) where the estimator is biased.
+
 Tabulated codes. A draw's gradient is `J_est^T grad_z f(z)` at the sampled one-hot z, so f and its
 gradient are needed only at the Z codes: `tabulate` computes both once per input, and `tabulated`
 turns the tables into a function whose value and gradient at a one-hot z are those of f. This
@@ -47,6 +54,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from dst_jax import estimators as estimator_lib
+from dst_jax import estimators_recent
 from dst_jax.estimators import DEFAULT_TAUS, Estimator
 
 __all__ = [
@@ -63,6 +71,7 @@ __all__ = [
     "gradient_quality",
     "grid_quality",
     "log_q",
+    "noise_ratio",
     "one_hot_codes",
     "quality",
     "sampling_temperature",
@@ -203,8 +212,12 @@ def tabulated(f_Z: Array, df_ZxLxC: Array) -> Callable[[Array], Array]:
 # Sampled gradients and their quality.
 
 
-def _draw_gradients(sample, keys_N, l_LxC, f, tau_f, tau_b) -> Array:
-    """grad_l f(sample(key_n, l, tau_f, tau_b)) for every key; (N, L, C)."""
+def _draw_gradients(sample, keys_N, l_LxC, f, tau_f, tau_b, score_samples: int = 0) -> Array:
+    """grad_l f(sample(key_n, l, tau_f, tau_b)) for every key; (N, L, C). With
+    `score_samples = S > 0` a draw is instead RLOO's estimate from S samples of softmax(l)."""
+    if score_samples:
+        one = lambda key: estimators_recent.rloo_gradient(key, l_LxC, f, score_samples)  # noqa: E731
+        return jax.vmap(one)(keys_N)
     one = lambda key: jax.grad(lambda l: f(sample(key, l, tau_f, tau_b)))(l_LxC)  # noqa: E731
     return jax.vmap(one)(keys_N)
 
@@ -230,6 +243,7 @@ def estimator_gradients(
     taus_b_K: ArrayLike,
     n_draws: int,
     chunk_size: int | None = None,
+    score_samples: int = 0,
 ) -> Array:
     """N sampled gradients at each of K (tau_f, tau_b) configurations; (K, N, L, C).
 
@@ -238,10 +252,11 @@ def estimator_gradients(
     compared on the same noise, and config k of a grid equals config k computed alone).
     `sample` is an estimator's uniform form (`Estimator.uniform("categorical")`); the grid is
     one program, vmapped over configurations (in chunks of `chunk_size`) and over draws.
+    `score_samples = S > 0`: a score-function estimator's draws (RLOO over S samples).
     """
     keys_N = jax.random.split(key, n_draws)
     taus = (jnp.asarray(taus_f_K), jnp.asarray(taus_b_K))
-    one = lambda tf, tb: _draw_gradients(sample, keys_N, l_LxC, f, tf, tb)  # noqa: E731
+    one = lambda tf, tb: _draw_gradients(sample, keys_N, l_LxC, f, tf, tb, score_samples)  # noqa: E731
     return _over_configs(one, taus, chunk_size)
 
 
@@ -283,21 +298,22 @@ def grid_quality(
     taus_q_K: ArrayLike,
     n_draws: int,
     chunk_size: int | None = None,
+    score_samples: int = 0,
 ) -> dict[str, dict[str, Array]]:
     """`quality` of each configuration's N draws against both references, for one input.
 
     Returns {"tau1": {metric: (K,)}, "tau_f": {metric: (K,)}}: the references are
     `exact_gradient(f_Z, l, 1)` and `exact_gradient(f_Z, l, taus_q[k])`, `taus_q[k]` the
     temperature the estimator's forward samples at (`sampling_temperature`). The draws are those
-    of `estimator_gradients` (same keys), reduced to metrics inside the chunk, so only (K,)
-    arrays leave the program.
+    of `estimator_gradients` (same keys; `score_samples` as there), reduced to metrics inside
+    the chunk, so only (K,) arrays leave the program.
     """
     _shape_of(f_Z, l_LxC)
     keys_N = jax.random.split(key, n_draws)
     g1_LxC = exact_gradient(f_Z, l_LxC, 1.0)
 
     def one(tf, tb, tq):
-        grads_NxLxC = _draw_gradients(sample, keys_N, l_LxC, f, tf, tb)
+        grads_NxLxC = _draw_gradients(sample, keys_N, l_LxC, f, tf, tb, score_samples)
         return {
             "tau1": quality(grads_NxLxC, g1_LxC),
             "tau_f": quality(grads_NxLxC, exact_gradient(f_Z, l_LxC, tq)),
@@ -396,7 +412,14 @@ def _tabulation_program(objective: Objective, n_latents: int, n_classes: int):
 
 
 @functools.cache
-def _grid_program(sample, objective: Objective, n_draws: int, chunk_size: int | None, direct: bool):
+def _grid_program(
+    sample,
+    objective: Objective,
+    n_draws: int,
+    chunk_size: int | None,
+    direct: bool,
+    score_samples: int = 0,
+):
     def run(theta, keys_S, x_S, l_SxLxC, f_SxZ, df_SxZxLxC, tf_K, tb_K, tq_K):
         def one(args):
             key, x, l_LxC, f_Z, df_ZxLxC = args
@@ -406,7 +429,9 @@ def _grid_program(sample, objective: Objective, n_draws: int, chunk_size: int | 
                 f = lambda z: objective(theta, z, x)  # noqa: E731
             else:
                 f = tabulated(f_Z, df_ZxLxC)
-            return grid_quality(sample, key, l_LxC, f, f_Z, tf_K, tb_K, tq_K, n_draws, chunk_size)
+            return grid_quality(
+                sample, key, l_LxC, f, f_Z, tf_K, tb_K, tq_K, n_draws, chunk_size, score_samples
+            )
 
         return lax.map(one, (keys_S, x_S, l_SxLxC, f_SxZ, df_SxZxLxC))
 
@@ -425,6 +450,7 @@ def gradient_quality(
     n_draws: int = 1024,
     chunk_size: int | None = None,
     direct: bool = False,
+    score_samples: int = 4,
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[str, Any]:
     """The gradient-quality protocol for S inputs of a model given by its per-code objective.
@@ -438,7 +464,8 @@ def gradient_quality(
     estimator, so estimators and configurations are compared on the same noise.
 
     `direct=True` differentiates through `objective` in every draw instead of the tables (same
-    numbers, slower; a check of the tables). `progress(name, seconds)` is called after each
+    numbers, slower; a check of the tables). A score-function entry (RLOO) draws each gradient
+    from `score_samples` samples (S >= 2). `progress(name, seconds)` is called after each
     estimator.
 
     Returns, as numpy arrays, {"estimators": {name: {"tau_f", "tau_b", "tau_q", "tau": (K,),
@@ -447,6 +474,8 @@ def gradient_quality(
     """
     l_SxLxC = jnp.asarray(l_SxLxC)
     n_images, n_latents, n_classes = l_SxLxC.shape
+    if not (isinstance(score_samples, int) and score_samples >= 2):
+        raise ValueError(f"score_samples must be an int >= 2 (RLOO), got {score_samples!r}")
     if entries is None:
         entries = [e for e in estimator_lib.REGISTRY if e.discrete]
     entries = list(entries)
@@ -463,7 +492,12 @@ def gradient_quality(
         t0 = time.perf_counter()
         grid = configs(entry, taus)
         program = _grid_program(
-            entry.uniform("categorical"), objective, n_draws, chunk_size, direct
+            entry.uniform("categorical"),
+            objective,
+            n_draws,
+            chunk_size,
+            direct,
+            score_samples if entry.score_function else 0,
         )
         metrics = program(
             theta,
@@ -483,6 +517,23 @@ def gradient_quality(
 
 # ----------------------------------------------------------------------------------------------
 # Reading a grid.
+
+
+def noise_ratio(bias: ArrayLike, spread: ArrayLike, n_draws: int) -> np.ndarray:
+    """`bias sqrt(N) / spread`: a relative bias measured in units of its own sampling error.
+
+    For an unbiased estimator the mean of N draws misses g by sampling error alone,
+    `E|mean - g|^2 = E|g_n - E g_n|^2 / N`, so the ratio is about 1 (below it, since a norm's
+    mean is below its root mean square); a biased estimator's grows like sqrt(N). Where every
+    draw is the same (spread 0) a non-zero bias is not sampling error: +inf (and 0 for no bias;
+    NaN where the bias is undefined). An unbiased estimator whose variance lies in events rarer
+    than 1/N (RLOO on a nearly deterministic q) can show large ratios too: read them as "N
+    draws cannot tell", which the median over images is robust to.
+    """
+    bias, spread = np.asarray(bias, np.float64), np.asarray(spread, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flat = np.where(bias > 0, np.inf, np.where(bias == 0, 0.0, np.nan))
+        return np.where(spread > 0, bias * np.sqrt(n_draws) / spread, flat)
 
 
 def claimed_moves(mat: ArrayLike, axis: int, direction: str) -> np.ndarray:

@@ -287,7 +287,9 @@ def test_config_sampler_and_the_sampler_each_estimator_draws_with():
     for entry in E.REGISTRY:
         if not entry.discrete:
             want = "none"
-        elif entry.name in ("st_gumbel_softmax", "gumbel_rao"):  # the backward reads the noise
+        elif entry.name in ("st_gumbel_softmax", "gumbel_rao", "reinmax_cv", "rloo"):
+            # The backward reads the forward's noise or the key (reinmax_cv's control variate);
+            # rloo is a score-function sampler with no backward to attach to a given sample.
             want = "gumbel"
         else:
             want = "inverse_cdf"

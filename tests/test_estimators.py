@@ -471,7 +471,7 @@ def test_gumbel_rao_needs_a_static_positive_k():
 
 def test_registry_lists_every_estimator_once_with_its_temperatures():
     names = E.REGISTRY.names()
-    assert len(set(names)) == len(names) == 8
+    assert len(set(names)) == len(names) == 13
     assert E.REGISTRY.names(discrete=False) == ("softmax_relaxation",)
     temps = {e.name: e.n_temperatures for e in E.REGISTRY}
     assert temps == {
@@ -483,6 +483,12 @@ def test_registry_lists_every_estimator_once_with_its_temperatures():
         "decoupled_reinmax": 2,
         "gumbel_rao": 1,
         "softmax_relaxation": 0,
+        # dst_jax.estimators_recent (tests in test_estimators_new.py)
+        "zgr": 0,
+        "mve": 1,
+        "gapped_st": 1,
+        "reinmax_cv": 1,
+        "rloo": 0,
     }
     # Where a single temperature is recorded: both fields, or tau_b with the forward at 1.
     assert E.REGISTRY["softmax_ste"].temperatures_of(0.3) == (0.3, 0.3)
@@ -520,7 +526,16 @@ def test_registry_refuses_inconsistent_entries():
 # ----------------------------------------------------------------------------------------------
 # Samplers and given-sample forms.
 
-GIVEN_SAMPLE = ("decoupled_st", "softmax_ste", "identity_ste", "reinmax", "decoupled_reinmax")
+GIVEN_SAMPLE = (
+    "decoupled_st",
+    "softmax_ste",
+    "identity_ste",
+    "reinmax",
+    "decoupled_reinmax",
+    "zgr",
+    "mve",
+    "gapped_st",
+)
 SAMPLER_TAUS = (0.1, 0.5, 1.0, 2.0, 5.0)
 LOGITS_16 = jnp.linspace(-2.0, 1.5, 16)  # 16 classes, as a logic gate's
 

@@ -5,6 +5,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import published_estimators as P  # tests/published_estimators.py
 import pytest
 from absl.testing import parameterized
 
@@ -149,6 +150,10 @@ def test_inverse_cdf_sampled_backward_is_the_surrogate_at_its_sample(x64, name):
         m = jacobian_at(softmax_np(l_np / 0.7)) / 0.7
     elif name == "identity_ste":
         m = np.broadcast_to(np.eye(6), (4, 6, 6))
+    elif name in ("zgr", "mve", "gapped_st"):  # published formulas; their tau is tau_b
+        ref = {"zgr": lambda l, d: P.zgr(l, d), "mve": lambda l, d: P.mve(l, d, 1.9)}
+        ref["gapped_st"] = lambda l, d: P.gapped_st(l, d, 1.9)
+        m = np.stack([ref[name](li, di) for li, di in zip(l_np, np.asarray(d), strict=True)])
     else:
         t_f, t_b = (1.0, 1.9) if name == "reinmax" else (0.7, 1.9)
         pi0, pi1 = softmax_np(l_np / t_f), (softmax_np(l_np / t_b) + d) / 2

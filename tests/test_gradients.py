@@ -215,6 +215,9 @@ def test_configs_cover_the_registry_grid():
                 itertools.product(taus, taus)
             )
             np.testing.assert_array_equal(c["tau_q"], c["tau_f"])
+        elif e.n_temperatures == 0:  # zgr, rloo: one configuration, recorded at (1, 1)
+            assert c["shape"] == ()
+            assert list(zip(c["tau_f"], c["tau_b"], c["tau_q"], strict=True)) == [(1, 1, 1)]
         else:
             assert c["shape"] == (3,)
             assert [e.temperatures_of(t) for t in taus] == list(
@@ -355,3 +358,41 @@ def test_replot_without_a_finished_analysis_is_a_one_line_error(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "gradients.json not found" in err
     assert err.count("\n") == 1
+
+
+def test_rloo_bias_is_sampling_error_and_shrinks_like_one_over_sqrt_n(x64):
+    """RLOO in the protocol (tabulated f, 24 images): its relative bias is sampling error
+    alone (median noise ratio bias sqrt(N) / spread near 1) and halves from N = 256 to 1,024
+    draws; a biased estimator's (Softmax STE at tau 1) ratio is far above 1."""
+    theta = {"w1": rand(30, (L, C, 4)), "b1": rand(31, (4,)), "w2": rand(32, (4, 5))}
+    x_S = jax.random.uniform(jax.random.PRNGKey(33), (24, 5), jnp.float64)
+    l_S = rand(34, (24, L, C))
+    entries = [E.REGISTRY[n] for n in ("rloo", "softmax_ste")]
+    key = jax.random.PRNGKey(35)
+
+    def per_image(n_draws):
+        out = G.gradient_quality(
+            tiny_objective, theta, x_S, l_S, key, entries=entries, taus=(1.0,), n_draws=n_draws
+        )
+        return {n: out["estimators"][n]["per_image"]["tau1"] for n in ("rloo", "softmax_ste")}
+
+    few, many = per_image(256), per_image(1024)
+    rloo = G.noise_ratio(many["rloo"]["bias"], many["rloo"]["spread"], 1024)
+    assert 0.6 < np.median(rloo) < 1.4
+    st = G.noise_ratio(many["softmax_ste"]["bias"], many["softmax_ste"]["spread"], 1024)
+    assert np.median(st) > 3
+    shrink = np.mean(few["rloo"]["bias"]) / np.mean(many["rloo"]["bias"])
+    assert 1.5 < shrink < 2.7, shrink
+    # The spread is a property of one draw, not of N; the mean points along g.
+    assert abs(np.mean(few["rloo"]["spread"]) / np.mean(many["rloo"]["spread"]) - 1) < 0.1
+    assert np.min(many["rloo"]["cosine"]) > 0.9
+    with pytest.raises(ValueError, match="score_samples"):
+        G.gradient_quality(tiny_objective, theta, x_S, l_S, key, entries=entries, score_samples=1)
+
+
+def test_noise_ratio():
+    np.testing.assert_allclose(G.noise_ratio([0.1, 0.2], [1.6, 0.8], 256), [1.0, 4.0])
+    # Identical draws: a bias is no sampling error (inf); no bias is 0; undefined stays NaN.
+    np.testing.assert_array_equal(
+        G.noise_ratio([0.1, 0.0, np.nan], [0.0, 0.0, 0.0], 64), [np.inf, 0.0, np.nan]
+    )

@@ -79,9 +79,12 @@ def test_grid_expansion_counts_and_order():
     assert all(r.tau_f == r.tau_b for r in runs if r.estimator == "softmax_ste")
     # ReinMax's temperature acts in the backward pass only: written to tau_b, tau_f = 1.
     assert {(r.tau_f, r.tau_b) for r in runs if r.estimator == "reinmax"} == {(1, 0.5), (1, 2)}
-    # Every estimator the task accepts, by default: all sampling ones, no relaxation for sbn.
+    # Every estimator the task accepts, by default: all sampling ones, no relaxation for sbn,
+    # and no score-function one (RLOO needs a task loss that builds its surrogate).
     default = {r.estimator for r in grid.expand(dataclass_replace(SWEEP, estimators=None), TASK)}
-    assert default == set(estimators.REGISTRY.names(discrete=True))
+    assert default == set(estimators.REGISTRY.names(discrete=True)) - {"rloo"}
+    with pytest.raises(ValueError, match="rloo not available for the sbn task"):
+        grid.expand(dataclass_replace(SWEEP, estimators=("rloo",)), TASK)
     with pytest.raises(ValueError, match="not available for the sbn task"):
         grid.expand(dataclass_replace(SWEEP, estimators=("softmax_relaxation",)), TASK)
     with pytest.raises(ValueError, match="tau-f"):

@@ -63,9 +63,15 @@ HPARAMS = tuple(f for f in dataclasses.fields(Run) if f.metadata)
 
 
 def accepted_estimators(task) -> tuple[str, ...]:
-    """Registered estimators `task` can train: every sampling one, and relaxations if the task
-    accepts them."""
-    return tuple(e.name for e in estimator_lib.REGISTRY if e.discrete or task.accepts_relaxation)
+    """Registered estimators `task` can train: every sampling one, relaxations if the task
+    accepts them, and score-function ones (RLOO) if it accepts those (`accepts_score_function`,
+    False when the task does not say)."""
+    score = getattr(task, "accepts_score_function", False)
+    return tuple(
+        e.name
+        for e in estimator_lib.REGISTRY
+        if (e.discrete or task.accepts_relaxation) and (score or not e.score_function)
+    )
 
 
 def temperature_pairs(entry: estimator_lib.Estimator, sweep: SweepConfig) -> list[tuple]:

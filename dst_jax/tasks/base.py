@@ -13,7 +13,10 @@ Conventions every task follows:
   program per estimator. A task declares the form of its stochastic units (`unit_form`,
   "categorical" or "bernoulli") and calls `estimator.uniform(self.unit_form)`, the function
   `(key, logits, tau_f, tau_b) -> sample`; whether it can train with a relaxation (an entry with
-  `discrete=False`) is `accepts_relaxation`.
+  `discrete=False`) is `accepts_relaxation`. A task that can train a score-function estimator
+  (an entry with `score_function=True`, RLOO: several samples per input and a surrogate over
+  their losses, built in the task's `loss`) sets `accepts_score_function = True`; a task
+  without that attribute is not offered one.
 - `data` is a dict of device arrays shared by the whole grid and passed to the compiled function
   as an argument (never closed over, so XLA does not constant-fold it). It holds at least
   `train_x` (N, ...) and `train_y` (N,) and the evaluation splits `<split>_x`, `<split>_y`;

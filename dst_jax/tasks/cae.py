@@ -9,7 +9,12 @@ Model, for one image x in [0,1]^D (D = 784) with L latents of C classes (default
                + beta * sum_l KL(softmax(logits_l) || U(C))        categorical-VAE prior term
     KL(p || U(C)) = sum_c p_c log p_c + log C
 
-A minibatch loss is the mean of loss(x) over its images. The pixel intensities are used as
+A minibatch loss is the mean of loss(x) over its images. With a score-function estimator (RLOO,
+`Estimator.score_function`) each image draws S = `score_samples` codes z_1..z_S of
+Cat(softmax(logits)); the reconstruction term is their mean BCE (decoder gradient by
+backpropagation, as usual) and the encoder's gradient comes from the leave-one-out surrogate
+`estimators_recent.rloo_surrogate` over their BCEs and log-probabilities (the loss's value is
+unchanged by it); the KL term keeps its exact gradient. The pixel intensities are used as
 (soft) Bernoulli targets, as in the Gumbel-softmax VAE literature. The KL term is taken on the
 untempered softmax(logits), so the objective is the same function of the encoder for every
 (tau_f, tau_b) of a grid; only how the codes are sampled and differentiated changes. beta = 0
@@ -44,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dst_jax import estimators as estimator_lib
+from dst_jax import estimators_recent
 from dst_jax.data import pipeline
 from dst_jax.estimators import Estimator
 from dst_jax.tasks import common
@@ -68,6 +74,8 @@ class Config(common.SplitConfig):
       beta: weight of the KL(softmax(logits) || uniform) term; 0 gives a plain autoencoder.
       batch_size: training minibatch size (read by the sweep engine).
       eval_batch_size: images per evaluation slice; bounds evaluation memory per config.
+      score_samples: codes drawn per image by a score-function estimator (RLOO), S >= 2; it
+        costs S decoder passes per image.
     """
 
     dataset: str = "mnist"
@@ -78,6 +86,7 @@ class Config(common.SplitConfig):
     beta: float = 1.0
     batch_size: int = 100
     eval_batch_size: int = 1000
+    score_samples: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +109,15 @@ class Config(common.SplitConfig):
             raise ValueError(f"Config.beta must be finite and >= 0, got {self.beta}")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"Config.batch_size must be an int >= 1, got {self.batch_size!r}")
+        if not (
+            isinstance(self.score_samples, int)
+            and not isinstance(self.score_samples, bool)
+            and self.score_samples >= 2
+        ):
+            raise ValueError(
+                f"Config.score_samples must be an int >= 2 (RLOO's leave-one-out baseline needs "
+                f"two samples), got {self.score_samples!r}"
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,6 +312,7 @@ class CAETask:
     name = "cae"
     unit_form = "categorical"
     accepts_relaxation = False
+    accepts_score_function = True
     headline_metric = "loss"
     metric_directions: ClassVar[Mapping[str, Direction]] = types.MappingProxyType(
         {
@@ -338,9 +357,39 @@ class CAETask:
     ) -> tuple[jax.Array, Metrics]:
         """Mean over the minibatch x (B, D) of BCE + beta * KL; the labels y are unused."""
         del y, data
+        if estimator.score_function:
+            return self._score_function_loss(params, key, x, estimator, tau_f, tau_b)
         sample = self._sampler(estimator, tau_f, tau_b)
         bce_B, kl_B, _ = forward(params, x, lambda logits: sample(key, logits))
         loss = jnp.mean(bce_B + self.config.beta * kl_B)
+        return loss, {"bce": jnp.mean(bce_B), "kl": jnp.mean(kl_B)}
+
+    def _score_function_loss(
+        self,
+        params: Params,
+        key: jax.Array,
+        x_BxD: jax.Array,
+        estimator: Estimator,
+        tau_f: jax.Array,
+        tau_b: jax.Array,
+    ) -> tuple[jax.Array, Metrics]:
+        """The loss with RLOO's gradient for the encoder (see the module docstring)."""
+        n_samples = self.config.score_samples
+        sample = self._sampler(estimator, tau_f, tau_b)
+        logits_BxLxC = encode(params, x_BxD)
+        # The samples carry no gradient; the encoder's comes from their log-probabilities.
+        z_SxBxLxC = jax.lax.stop_gradient(
+            jax.vmap(lambda k: sample(k, logits_BxLxC))(jax.random.split(key, n_samples))
+        )
+        pixels_SxBxD = jax.vmap(lambda z: decode(params, z))(z_SxBxLxC)
+        bce_SxB = jnp.sum(bce_with_logits(pixels_SxBxD, x_BxD), axis=-1)
+        logp_BxLxC = jax.nn.log_softmax(logits_BxLxC, axis=-1)
+        logq_SxB = jnp.sum(jnp.where(z_SxBxLxC > 0, logp_BxLxC, 0.0), axis=(-2, -1))
+        surrogate_B = estimators_recent.rloo_surrogate(bce_SxB, logq_SxB)
+        bce_B = jnp.mean(bce_SxB, axis=0)
+        kl_B = kl_to_uniform(logits_BxLxC)
+        per_image_B = bce_B + (surrogate_B - jax.lax.stop_gradient(surrogate_B))
+        loss = jnp.mean(per_image_B + self.config.beta * kl_B)
         return loss, {"bce": jnp.mean(bce_B), "kl": jnp.mean(kl_B)}
 
     def evaluate(

@@ -7,15 +7,16 @@ autoencoder). Headline: loss (min; selected on validation, reported on test); he
 test loss and code perplexity.
 
 Paper-scale protocol (every registered estimator: decoupled_st and decoupled_reinmax over the
-10 x 10 (tau_f, tau_b) grid, the five single-temperature estimators over the 10 temperatures;
-3 seeds; Adam lr 5e-4; batch 100; 100 epochs = 54,000 steps per run (the training set less its
-validation split); validation every 2 epochs, the 10,000 test images at the end; 750 runs;
+10 x 10 (tau_f, tau_b) grid, the eight single-temperature estimators over the 10 temperatures,
+zgr and rloo (no temperature) once; 3 seeds; Adam lr 5e-4; batch 100; 100 epochs = 54,000 steps
+per run (the training set less its validation split); validation every 2 epochs, the 10,000
+test images at the end; 846 runs;
 the paper's four estimators alone: 390 runs):
 
     python -m experiments.run cae --out runs/cae
 
 Smoke run (2 x 2 grids, 2 temperatures, 1 seed, 100 steps on a 2,000-image subset, 500 test
-images; 18 runs):
+images; 26 runs):
 
     python -m experiments.run cae --out runs/cae-smoke --smoke
 

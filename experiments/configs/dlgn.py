@@ -5,13 +5,14 @@ channel thresholded at 1/4, 2/4, 3/4 -> 9,216 binary inputs.
 
 Paper-scale protocol (difflogic "small": 4 logic layers x 12,000 neurons, GroupSum tau = 100;
 Adam lr 0.01, batch 100; decoupled_st and decoupled_reinmax over the 10 x 10 (tau_f, tau_b)
-grid, the five single-temperature estimators over the 10 temperatures, plus difflogic's softmax
-relaxation as a reference row; 1 seed; 100 epochs = 45,000 steps per run on the training set
-less its validation split; 251 runs; the paper's four estimators and the relaxation: 131 runs):
+grid, the eight single-temperature estimators over the 10 temperatures, zgr once, plus
+difflogic's softmax relaxation as a reference row; 1 seed; 100 epochs = 45,000 steps per run on
+the training set less its validation split; 282 runs; the paper's four estimators and the
+relaxation: 131 runs):
 
     python -m experiments.run dlgn --out runs/dlgn
 
-Smoke run (2 layers x 4,800 neurons on a 2,000-image subset, 2 x 2 grids, 100 steps; 19 runs):
+Smoke run (2 layers x 4,800 neurons on a 2,000-image subset, 2 x 2 grids, 100 steps; 26 runs):
 
     python -m experiments.run dlgn --out runs/dlgn-smoke --smoke
 

@@ -1,14 +1,14 @@
 """Stochastic binary network on Fashion-MNIST: the paper's first task (DESIGN.md section 2).
 
 Paper-scale protocol (every registered estimator: decoupled_st and decoupled_reinmax over the
-10 x 10 (tau_f, tau_b) grid, the five single-temperature estimators over the 10 temperatures;
-3 seeds; Adam lr 1e-3; batch 100; 100 epochs = 54,000 steps per run on the training set less
-its validation split; 750 runs; the paper's four estimators alone, 390 runs, with
+10 x 10 (tau_f, tau_b) grid, the eight single-temperature estimators over the 10 temperatures,
+zgr once; 3 seeds; Adam lr 1e-3; batch 100; 100 epochs = 54,000 steps per run on the training
+set less its validation split; 843 runs; the paper's four estimators alone, 390 runs, with
 `--estimators decoupled_st,softmax_ste,st_gumbel_softmax,identity_ste`):
 
     python -m experiments.run sbn --out runs/sbn
 
-Smoke run (2 x 2 grids, 2 temperatures, 1 seed, 18 runs; 180 steps on a 2,000-image subset less
+Smoke run (2 x 2 grids, 2 temperatures, 1 seed, 25 runs; 180 steps on a 2,000-image subset less
 its validation split; the README's main job):
 
     python -m experiments.run sbn --out runs/sbn-smoke --smoke

@@ -1,0 +1,458 @@
+"""The estimators of the newest straight-through studies, and an unbiased score-function baseline.
+
+Same interface and conventions as `dst_jax.estimators` (see its docstring: shapes, dtypes,
+noise, temperature checks, non-finite logits); that module registers these in its one
+`REGISTRY`. Notation: `p = softmax(l)`, `D` the forward one-hot (a sample of `Cat(p)`: every
+estimator here samples at temperature 1), `x` its index, `J(pi) = diag(pi) - pi pi^T`, `v` the
+cotangent.
+
+    estimator                  backward (the VJP of v)
+    zgr(l)                     (J(p) v + ((D - p) . v) (D - p)) / 2
+    mve(l, tau)                S^T v, S the K x K matrix of the published MVE with weight
+                               tau (its `temp`; tau -> 0 is the ST Jacobian J(p))
+    gapped_st(l, tau, gap=1)   J(softmax((l + m)/tau)) v / tau, m a constant: m_x = l_a - l_x,
+                               m_j = -max(0, l_j - l_a + gap) (j != x), a = argmax(l)
+    reinmax_cv(l, tau, eta=1.5, k=32)
+                               2 J(pi_D) v - J(p) v / 2 + eta (GR_k - GS) at theta_D,
+                               pi_D = (p + D)/2, theta_D = log(pi_D),
+                               GS = J(softmax((theta_D + g')/tau)) v / tau (fresh g'),
+                               GR_k = (1/k) sum_i J(softmax((theta_D + h_i)/tau)) v / tau,
+                               h_i Gumbel conditioned on argmax(theta_D + h_i) = x
+    rloo(l)                    none: a sample with zero pathwise gradient; the score-function
+                               gradient comes from the task's loss (`rloo_surrogate`)
+
+Sources. ZGR (Shekhovtsov, "Cold analysis of Rao-Blackwellized straight-through Gumbel-softmax
+gradient estimator", ICML 2023) and MVE (Hooper and Shekhovtsov, "Generalized and optimal
+straight-through estimators", AISTATS 2026): the published `Gradient_estimators.py` of
+James-Hooper123/Generalized-and-Optimal-Straight-Through-Estimators (`ZGR`, `MVE`). Gapped ST
+(Fan et al., "Training discrete deep generative models via gapped straight-through estimator",
+ICML 2022): `gst_mover` of the authors' code (chijames/GST), as ReinMax's benchmarks run it
+(fixed gap 1; `detach=True`, so `m` carries no gradient). ReinMax-CV (Wang and Bui, "Beyond
+ReinMax", 2026): the `_CategoricalReinMaxCVST` backward of
+Algomancer/Better-Straight-Through-Estimators (the ReinMax part at tau = 1, the control variate
+at tau; the final sum-zero projection there is dropped, every term already sums to zero).
+
+Temperatures. Every estimator here samples its forward at temperature 1; a `tau` acts in the
+backward only, so the registry records it as `tau_b` (with `tau_f = 1`), as for ReinMax. None
+has a temperature that sets both passes, so none has a coupling for a decoupled form to undo.
+MVE's `tau` is not a softmax temperature but the published weight `temp` (0 gives the ST
+Jacobian; that code raises it from 1 to 1e6 over training), in the same `[TAU_MIN, TAU_MAX]`
+range. For every weight MVE's expected backward is the exact gradient of a loss linear in the
+one-hot D; for a quadratic loss its bias shrinks as the weight grows (tests check both).
+
+RLOO (REINFORCE with the leave-one-out baseline) needs the loss of several samples of the same
+unit, so it is not a per-unit `custom_vjp`: its registry entry (flagged `score_function`) draws
+the samples, and a task that supports it (`accepts_score_function`) builds the surrogate
+`rloo_surrogate(f_S, logq_S)`; `rloo_gradient` is the same estimate for the exact-gradient
+analysis.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from dst_jax import estimators as E
+
+__all__ = [
+    "gapped_st",
+    "gapped_st_bernoulli",
+    "mve",
+    "mve_bernoulli",
+    "mve_matrix",
+    "reinmax_cv",
+    "reinmax_cv_bernoulli",
+    "rloo",
+    "rloo_bernoulli",
+    "rloo_gradient",
+    "rloo_surrogate",
+    "zgr",
+    "zgr_bernoulli",
+]
+
+Array = jax.Array
+
+
+def _cast_d(d: Array, dtype) -> Array:
+    return d.astype(dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# ZGR.
+
+
+@jax.custom_vjp
+def _zgr_st(z: Array, u: Array) -> Array:
+    """Value z (the one-hot D); backward v -> (J(p) v + ((D - p) . v)(D - p)) / 2, with
+    p = softmax(u)."""
+    return z
+
+
+def _zgr_st_fwd(z, u):
+    p = jax.nn.softmax(u, axis=-1)
+    return z, (p, _cast_d(z, p.dtype))
+
+
+def _zgr_st_bwd(res, v):
+    p, d = res
+    v = v.astype(p.dtype)
+    # D - p is 0 at a masked class (p = 0, never sampled), so it gets no gradient.
+    r = jnp.where(p > 0, d - p, 0.0)
+    return None, (E._jvp_at(p, v) + r * jnp.sum(r * v, axis=-1, keepdims=True)) / 2
+
+
+_zgr_st.defvjp(_zgr_st_fwd, _zgr_st_bwd)
+
+
+def _zgr_given(d, logits, tau_f, tau_b):
+    logits = E._as_logits(logits, categorical=True)
+    l, _ = E._finite_rows(logits.astype(E._compute_dtype(logits.dtype)))
+    return _zgr_st(E._cast_sample(d, logits), l)
+
+
+def zgr(key: ArrayLike, logits: ArrayLike) -> Array:
+    """ZGR (Shekhovtsov 2023): the ST Jacobian averaged with a REINFORCE-like term.
+
+    Forward `D = one_hot(argmax(l + g))`, a sample of `Cat(p)`, `p = softmax(l)`. Backward
+    `(J(p) v + ((D - p) . v)(D - p)) / 2`; since `E[(D - p)(D - p)^T] = J(p)`, its expectation
+    is the exact gradient for any loss linear (or quadratic) in the one-hot D. No temperature.
+    """
+    logits = E._as_logits(logits, categorical=True)
+    d, l, _, _ = E._sample(key, logits, None)
+    return _zgr_st(d, l)
+
+
+def zgr_bernoulli(key: ArrayLike, logits: ArrayLike) -> Array:
+    """`zgr` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    return E._on_zero_and_a(zgr, key, logits)
+
+
+# ----------------------------------------------------------------------------------------------
+# MVE.
+
+
+def mve_matrix(p: Array, d: Array, t: Array) -> Array:
+    """The published MVE's S (..., K, K) at probabilities p, sample one-hot d, weight t.
+
+    With `c_ij = 1 + t (p_i + p_j)`: solve `A V = B` with `A_ij = -t p_i p_j / c_ij` (i != j),
+    `A_ii = (1 + t p_i) sum_{j != i} p_j / c_ij + p_i / (1 + 2 t p_i)` (the published diagonal
+    `(1 + t p_i) sum_j p_j / c_ij - t p_i^2 / (1 + 2 t p_i)`, rewritten without its
+    cancellation), `B = diag((1 + t p) / (1 + 2 t p)) J(p)`; then, with x the sampled index,
+    `S_ik = ((1 + t p_i) V_ik - t p_i V_xk + [i = x] t J(p)_xk) / (1 + t (p_i + p_x))`.
+    The estimator's VJP is `S^T v`; t = 0 gives `S = J(p)`.
+    """
+    t = jnp.asarray(t, p.dtype)
+    t1, t2 = t[..., None], t[..., None, None]  # against (..., K) and (..., K, K)
+    k = p.shape[-1]
+    eye = jnp.eye(k, dtype=p.dtype)
+    p_i, p_j = p[..., :, None], p[..., None, :]
+    jac = p_i * (eye - p_j)
+    c = 1 + t2 * (p_i + p_j)
+    off = jnp.where(eye > 0, 0.0, p_j / c)
+    diag = (1 + t1 * p) * jnp.sum(off, axis=-1) + p / (1 + 2 * t1 * p)
+    a = jnp.where(eye > 0, diag[..., None] * eye, -t2 * p_i * p_j / c)
+    ratio = (1 + t1 * p) / (1 + 2 * t1 * p)
+    v = jnp.linalg.solve(a, ratio[..., None] * jac)
+    v_x = jnp.einsum("...i,...ik->...k", d, v)[..., None, :]  # row x of V, (..., 1, K)
+    j_x = jnp.einsum("...i,...ik->...k", d, jac)[..., None, :]
+    p_x = jnp.sum(d * p, axis=-1)[..., None, None]
+    numer = (1 + t2 * p_i) * v - t2 * p_i * v_x + d[..., :, None] * t2 * j_x
+    return numer / (1 + t2 * (p_i + p_x))
+
+
+@jax.custom_vjp
+def _mve_st(z: Array, u: Array, t: Array) -> Array:
+    """Value z (the one-hot D); backward v -> S^T v, S = mve_matrix(softmax(u), D, t)."""
+    return z
+
+
+def _mve_st_fwd(z, u, t):
+    p = jax.nn.softmax(u, axis=-1)
+    return z, (p, _cast_d(z, p.dtype), t)
+
+
+def _mve_st_bwd(res, v):
+    p, d, t = res
+    # The K x K solve runs only in the backward pass (the forward never needs S).
+    s = mve_matrix(p, d, t[..., 0])
+    return None, jnp.einsum("...ij,...i->...j", s, v.astype(p.dtype)), None
+
+
+_mve_st.defvjp(_mve_st_fwd, _mve_st_bwd)
+
+
+def _mve_core(d, l, tau):
+    # One weight per categorical: the temperature broadcast over the class axis, first column.
+    t = jnp.broadcast_to(tau, l.shape)[..., :1]
+    return _mve_st(d, l, t)
+
+
+def _mve_given(d, logits, tau_f, tau_b):
+    logits, (tau,) = E._prepared(logits, tau=tau_b)
+    l, _ = E._finite_rows(logits.astype(tau.dtype))
+    return _mve_core(E._cast_sample(d, logits), l, tau)
+
+
+def mve(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
+    """MVE (Hooper and Shekhovtsov 2026): forward `D = one_hot(argmax(l + g))`, a sample of
+    `Cat(softmax(l))`; backward `S^T v` with `S = mve_matrix(softmax(l), D, tau)`, a K x K solve
+    per categorical. `tau` is the published weight `temp` (tau -> 0: the ST Jacobian)."""
+    logits, (tau,) = E._prepared(logits, tau=tau)
+    d, l, _, _ = E._sample(key, logits, None)
+    return _mve_core(d, l, tau)
+
+
+def mve_bernoulli(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
+    """`mve` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    return E._on_zero_and_a(mve, key, logits, tau=tau)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gapped ST.
+
+
+def _gap_shift(d: Array, l: Array, gap: float) -> Array:
+    """The constant `m` of Gapped ST: the sampled class lifted to the top logit, every other
+    class held at least `gap` below it."""
+    top = jnp.max(l, axis=-1, keepdims=True)
+    l_x = jnp.sum(jnp.where(d > 0, l, 0.0), axis=-1, keepdims=True)
+    # A masked class (-inf) stays masked: max(0, -inf) = 0 shifts it by nothing.
+    pushed = -jnp.maximum(l - top + gap, 0.0)
+    return lax.stop_gradient(jnp.where(d > 0, top - l_x, pushed))
+
+
+def _gapped_core(d, l, tau, gap):
+    m = _gap_shift(d.astype(l.dtype), lax.stop_gradient(l), gap)
+    return E._softmax_st(d, (l + m) / tau)
+
+
+def _check_gap(gap) -> float:
+    if isinstance(gap, bool) or not isinstance(gap, int | float) or not gap > 0:
+        raise ValueError(f"gapped_st needs a static positive number gap, got {gap!r}")
+    return float(gap)
+
+
+def gapped_st(key: ArrayLike, logits: ArrayLike, tau: ArrayLike, gap: float = 1.0) -> Array:
+    """Gapped straight-through (Fan et al. 2022): forward `D = one_hot(argmax(l + g))`, a sample
+    of `Cat(softmax(l))`; backward `J(softmax((l + m)/tau)) v / tau` with the constant
+    `m_x = l_a - l_x` at the sampled x, `m_j = -max(0, l_j - l_a + gap)` elsewhere, `a` the
+    argmax of l: the surrogate's arg max is the sample, by a margin of at least `gap` (static).
+    """
+    gap = _check_gap(gap)
+    logits, (tau,) = E._prepared(logits, tau=tau)
+    d, l, _, _ = E._sample(key, logits, None)
+    return _gapped_core(d, l, tau, gap)
+
+
+def _gapped_st_given(d, logits, tau_f, tau_b):
+    logits, (tau,) = E._prepared(logits, tau=tau_b)
+    l, _ = E._finite_rows(logits.astype(tau.dtype))
+    return _gapped_core(E._cast_sample(d, logits), l, tau, 1.0)
+
+
+def gapped_st_bernoulli(
+    key: ArrayLike, logits: ArrayLike, tau: ArrayLike, gap: float = 1.0
+) -> Array:
+    """`gapped_st` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    return E._on_zero_and_a(gapped_st, key, logits, tau=tau, gap=gap)
+
+
+# ----------------------------------------------------------------------------------------------
+# ReinMax-CV.
+
+
+@jax.custom_vjp
+def _reinmax_cv_st(z: Array, u: Array, s_gs: Array, s_gr: Array, scale: Array) -> Array:
+    """Value z (the one-hot D); backward v -> 2 J(pi_D) v - J(p) v / 2
+    + scale (mean_i J(softmax(s_gr[i])) v - J(softmax(s_gs)) v), p = softmax(u),
+    pi_D = (p + D)/2; scale = eta / tau. Only u gets a cotangent."""
+    return z
+
+
+def _reinmax_cv_st_fwd(z, u, s_gs, s_gr, scale):
+    p = jax.nn.softmax(u, axis=-1)
+    res = (p, (p + _cast_d(z, p.dtype)) / 2, jax.nn.softmax(s_gs, -1), jax.nn.softmax(s_gr, -1))
+    return z, (*res, scale)
+
+
+def _reinmax_cv_st_bwd(res, v):
+    p, pi_d, p_gs, p_gr, scale = res
+    v = v.astype(p.dtype)
+    reinmax = 2 * E._jvp_at(pi_d, v) - 0.5 * E._jvp_at(p, v)
+    cv = jnp.mean(E._jvp_at(p_gr, v[None]), axis=0) - E._jvp_at(p_gs, v)
+    return None, reinmax + scale * cv, None, None, None
+
+
+_reinmax_cv_st.defvjp(_reinmax_cv_st_fwd, _reinmax_cv_st_bwd)
+
+
+def reinmax_cv(
+    key: ArrayLike, logits: ArrayLike, tau: ArrayLike, eta: float = 1.5, k: int = 32
+) -> Array:
+    """ReinMax-CV (Wang and Bui 2026): ReinMax at tau = 1 plus a Gumbel-Rao control variate.
+
+    Forward `D = one_hot(argmax(l + g))`, a sample of `Cat(p)`, `p = softmax(l)` (the same D as
+    `reinmax(key, l, .)`). Backward, with `pi_D = (p + D)/2`, `theta_D = log(pi_D)`:
+    `2 J(pi_D) v - J(p) v / 2 + eta (GR_k - GS)`, `GS = J(softmax((theta_D + g')/tau)) v / tau`
+    one fresh Gumbel draw `g'`, `GR_k = (1/k) sum_i J(softmax((theta_D + h_i)/tau)) v / tau`
+    with `h_i` Gumbel conditioned on `argmax(theta_D + h_i) = argmax(D)`
+    (`conditional_gumbel`); both from keys derived from `key`. `eta` (float) and `k` (int) are
+    static; the defaults are those of the published code's mapper (eta 1.5, 32 conditional
+    draws; its paper quotes k = 100).
+    """
+    if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
+        raise ValueError(f"reinmax_cv needs a static integer k >= 1 (conditional draws), got {k!r}")
+    if isinstance(eta, bool) or not isinstance(eta, int | float):
+        raise ValueError(
+            f"reinmax_cv needs a static number eta (control-variate weight), got {eta!r}"
+        )
+    logits, (tau,) = E._prepared(logits, tau=tau)
+    d, l, _, invalid = E._sample(key, logits, None)
+    index = jnp.argmax(jnp.where(invalid, 0, d), axis=-1)
+    p = lax.stop_gradient(jax.nn.softmax(l, axis=-1))
+    theta = jnp.log((p + jnp.where(invalid, 0, d).astype(p.dtype)) / 2)
+    gs_key, gr_key = jax.random.split(jax.random.fold_in(key, 2))
+    s_gs = (theta + E._gumbel_noise(gs_key, l.shape, l.dtype)) / tau
+    s_gr = E.conditional_gumbel(gr_key, theta, index, k) / tau
+    # Masked classes: theta = -inf; keep them -inf (no NaN from -inf - -inf anywhere).
+    s_gr = jnp.where(theta == -jnp.inf, -jnp.inf, s_gr)
+    scale = jnp.broadcast_to(eta / tau, l.shape)
+    return _reinmax_cv_st(d, l, s_gs, s_gr, scale)
+
+
+def reinmax_cv_bernoulli(
+    key: ArrayLike, logits: ArrayLike, tau: ArrayLike, eta: float = 1.5, k: int = 32
+) -> Array:
+    """`reinmax_cv` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    return E._on_zero_and_a(reinmax_cv, key, logits, tau=tau, eta=eta, k=k)
+
+
+# ----------------------------------------------------------------------------------------------
+# RLOO: the unbiased score-function reference.
+
+
+def rloo(key: ArrayLike, logits: ArrayLike) -> Array:
+    """A sample `one_hot(argmax(l + g))` of `Cat(softmax(l))` with zero pathwise gradient.
+
+    The sampling half of RLOO: its gradient is the score-function surrogate a task builds
+    from several such samples (`rloo_surrogate`), not a VJP of this function.
+    """
+    logits = E._as_logits(logits, categorical=True)
+    d, _, _, _ = E._sample(key, logits, None)
+    return lax.stop_gradient(d)
+
+
+def rloo_bernoulli(key: ArrayLike, logits: ArrayLike) -> Array:
+    """`rloo` on the logits (0, a), second component: a sample of `Bernoulli(sigma(a))`."""
+    return E._on_zero_and_a(rloo, key, logits)
+
+
+def rloo_surrogate(f_S: ArrayLike, logq_S: ArrayLike) -> Array:
+    """The RLOO surrogate over the leading axis of S >= 2 samples (any trailing batch shape).
+
+    `f_S` the losses of S samples `z_1..z_S` of the same distribution q, `logq_S` their
+    log-probabilities `log q(z_i)` (differentiable in q's parameters). Returns
+    `(1/S) sum_i sg(f_i - b_i) log q(z_i)`, `b_i = mean_{j != i} f_j`: its gradient is an
+    unbiased estimate of `grad E_q[f]` (each `b_i` is independent of `z_i`), and its value
+    is not the loss (add `surrogate - sg(surrogate)` to a loss to take only its gradient).
+    """
+    f_S, logq_S = jnp.asarray(f_S), jnp.asarray(logq_S)
+    n = f_S.shape[0]
+    if n < 2:
+        raise ValueError(f"RLOO needs at least 2 samples (leave-one-out baseline), got {n}")
+    baseline = (jnp.sum(f_S, axis=0, keepdims=True) - f_S) / (n - 1)
+    return jnp.mean(lax.stop_gradient(f_S - baseline) * logq_S, axis=0)
+
+
+def rloo_gradient(key: ArrayLike, logits: ArrayLike, f, n_samples: int) -> Array:
+    """One RLOO estimate of `grad_l E_{z ~ Cat(softmax(l))}[f(z)]` from `n_samples` samples.
+
+    `logits` (..., K) are the parameters of one joint distribution (independent categoricals
+    over the leading axes); `f(z) -> scalar` for a one-hot z of the logits' shape. The samples
+    are `rloo(key_i, l)`, `key_i = split(key, n_samples)[i]`. Returns the logits' shape.
+    """
+    logits = jnp.asarray(logits)
+    keys = jax.random.split(key, n_samples)
+    z_S = jax.vmap(lambda k: rloo(k, logits))(keys)
+    f_S = jax.vmap(f)(z_S)
+
+    def surrogate(l):
+        logp = jax.nn.log_softmax(l, axis=-1)
+        # Masked classes (logp = -inf) are never sampled: 0 * -inf must not become NaN.
+        terms = jnp.where(z_S > 0, z_S * logp, 0.0)
+        logq_S = jnp.sum(terms.reshape(n_samples, -1), axis=-1)
+        return rloo_surrogate(f_S, logq_S)
+
+    return jax.grad(surrogate)(logits)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registration in the one registry (`dst_jax.estimators.REGISTRY`). `dst_jax/__init__.py`
+# imports this module, so importing any part of dst_jax registers these.
+
+
+def _tau_one(tau_f, tau_b):
+    return 1.0
+
+
+E.register(
+    E.Estimator(
+        "zgr",
+        zgr,
+        zgr_bernoulli,
+        formula="D = one_hot(argmax(l + g)); (J(p) v + ((D - p) . v)(D - p)) / 2, p = softmax(l)",
+        given_sample=E.GivenSample(_zgr_given, _tau_one),
+    )
+)
+E.register(
+    E.Estimator(
+        "mve",
+        mve,
+        mve_bernoulli,
+        writes_tau_to=("tau_b",),
+        formula="D = one_hot(argmax(l + g)); S^T v, S the published MVE matrix at weight tau",
+        given_sample=E.GivenSample(_mve_given, _tau_one),
+    )
+)
+E.register(
+    E.Estimator(
+        "gapped_st",
+        gapped_st,
+        gapped_st_bernoulli,
+        writes_tau_to=("tau_b",),
+        options=("gap",),
+        formula=(
+            "D = one_hot(argmax(l + g)); J(softmax((l + m)/tau)) v / tau, m lifts the sample "
+            "to the top logit, the rest at least gap below"
+        ),
+        # The given-sample form has the default gap; any gap passed goes the direct way.
+        given_sample=E.GivenSample(_gapped_st_given, _tau_one, voided_by=("gap",)),
+    )
+)
+E.register(
+    E.Estimator(
+        "reinmax_cv",
+        reinmax_cv,
+        reinmax_cv_bernoulli,
+        writes_tau_to=("tau_b",),
+        options=("eta", "k"),
+        formula=(
+            "D = one_hot(argmax(l + g)); 2 J((p + D)/2) v - J(p) v / 2 + eta (GR_k - GS) at "
+            "log((p + D)/2), temperature tau"
+        ),
+    )
+)
+E.register(
+    E.Estimator(
+        "rloo",
+        rloo,
+        rloo_bernoulli,
+        formula=(
+            "S samples z_i of Cat(softmax(l)); (1/S) sum_i (f_i - mean_{j != i} f_j) "
+            "grad log q(z_i)"
+        ),
+        score_function=True,
+    )
+)
