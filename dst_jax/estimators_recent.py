@@ -4,7 +4,7 @@ Same interface and conventions as `dst_jax.estimators` (see its docstring: shape
 noise, temperature checks, non-finite logits); that module registers these in its one
 `REGISTRY`. Notation: `p = softmax(l)`, `D` the forward one-hot (a sample of `Cat(p)`: every
 estimator here samples at temperature 1), `x` its index, `J(pi) = diag(pi) - pi pi^T`, `v` the
-cotangent.
+cotangent. ::
 
     estimator                  backward (the VJP of v)
     zgr(l)                     (J(p) v + ((D - p) . v) (D - p)) / 2
@@ -118,6 +118,18 @@ def zgr(key: ArrayLike, logits: ArrayLike) -> Array:
     Forward `D = one_hot(argmax(l + g))`, a sample of `Cat(p)`, `p = softmax(l)`. Backward
     `(J(p) v + ((D - p) . v)(D - p)) / 2`; since `E[(D - p)(D - p)^T] = J(p)`, its expectation
     is the exact gradient for any loss linear (or quadratic) in the one-hot D. No temperature.
+
+    For a one-hot D its backward coincides with ReinMax's at temperature 1:
+
+    >>> import jax, jax.numpy as jnp
+    >>> from dst_jax.estimators import reinmax
+    >>> from dst_jax.estimators_recent import zgr
+    >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+    >>> w = jnp.array([1.0, -2.0, 3.0, 0.5])
+    >>> g_zgr = jax.grad(lambda l: (zgr(key, l) * w).sum())(logits)
+    >>> g_reinmax = jax.grad(lambda l: (reinmax(key, l, 1.0) * w).sum())(logits)
+    >>> bool(jnp.allclose(g_zgr, g_reinmax, atol=1e-6))
+    True
     """
     logits = E._as_logits(logits, categorical=True)
     d, l, _, _ = E._sample(key, logits, None)
@@ -198,7 +210,19 @@ def _mve_given(d, logits, tau_f, tau_b):
 def mve(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Array:
     """MVE (Hooper and Shekhovtsov 2026): forward `D = one_hot(argmax(l + g))`, a sample of
     `Cat(softmax(l))`; backward `S^T v` with `S = mve_matrix(softmax(l), D, tau)`, a K x K solve
-    per categorical. `tau` is the published weight `temp` (tau -> 0: the ST Jacobian)."""
+    per categorical. `tau` is the published weight `temp` (tau -> 0: the ST Jacobian).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from dst_jax.estimators_recent import mve
+    >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+    >>> mve(key, logits, 10.0).sum(-1).tolist()  # a one-hot sample of Cat(softmax(l))
+    [1.0]
+    >>> w = jnp.array([1.0, -2.0, 3.0, 0.5])
+    >>> grad = jax.grad(lambda l: (mve(key, l, 1e-6) * w).sum())(logits)
+    >>> p = jax.nn.softmax(logits)  # tau -> 0: the ST Jacobian J(p) w
+    >>> bool(jnp.allclose(grad, p * (w - (p * w).sum()), atol=1e-5))
+    True
+    """
     logits, (tau,) = E._prepared(logits, tau=tau)
     d, l, _, _ = E._sample(key, logits, None)
     return _mve_core(d, l, tau)
@@ -239,6 +263,16 @@ def gapped_st(key: ArrayLike, logits: ArrayLike, tau: ArrayLike, gap: float = 1.
     of `Cat(softmax(l))`; backward `J(softmax((l + m)/tau)) v / tau` with the constant
     `m_x = l_a - l_x` at the sampled x, `m_j = -max(0, l_j - l_a + gap)` elsewhere, `a` the
     argmax of l: the surrogate's arg max is the sample, by a margin of at least `gap` (static).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from dst_jax.estimators_recent import gapped_st
+    >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+    >>> z = gapped_st(key, logits, 1.0)
+    >>> z.sum(-1).tolist(), z.shape
+    ([1.0], (1, 4))
+    >>> grad = jax.grad(lambda l: (gapped_st(key, l, 1.0) * jnp.arange(4.0)).sum())(logits)
+    >>> bool(jnp.isfinite(grad).all()), round(float(grad.sum()), 6)  # J(.) v sums to 0
+    (True, 0.0)
     """
     gap = _check_gap(gap)
     logits, (tau,) = E._prepared(logits, tau=tau)
@@ -301,6 +335,18 @@ def reinmax_cv(
     (`conditional_gumbel`); both from keys derived from `key`. `eta` (float) and `k` (int) are
     static; the defaults are those of the published code's mapper (eta 1.5, 32 conditional
     draws; its paper quotes k = 100).
+
+    >>> import jax, jax.numpy as jnp
+    >>> from dst_jax.estimators import reinmax
+    >>> from dst_jax.estimators_recent import reinmax_cv
+    >>> key, logits = jax.random.key(0), jnp.array([[2.0, 0.5, -1.0, 0.0]])
+    >>> bool((reinmax_cv(key, logits, 1.0) == reinmax(key, logits, 1.0)).all())  # same sample
+    True
+    >>> w = jnp.array([1.0, -2.0, 3.0, 0.5])
+    >>> g0 = jax.grad(lambda l: (reinmax_cv(key, l, 1.0, eta=0.0) * w).sum())(logits)
+    >>> g1 = jax.grad(lambda l: (reinmax(key, l, 1.0) * w).sum())(logits)
+    >>> bool(jnp.allclose(g0, g1, atol=1e-6))  # eta = 0: no control variate, plain ReinMax
+    True
     """
     if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
         raise ValueError(f"reinmax_cv needs a static integer k >= 1 (conditional draws), got {k!r}")

@@ -8,7 +8,12 @@ import importlib
 
 import pytest
 
-MODULES = ("dst_jax.estimators", "dst_jax.layers.linen", "dst_jax.layers.nnx")
+MODULES = (
+    "dst_jax.estimators",
+    "dst_jax.estimators_recent",
+    "dst_jax.layers.linen",
+    "dst_jax.layers.nnx",
+)
 
 # The objects whose docstrings must hold an example: one function of each estimator family (both
 # forms of the decoupled estimator), the registry's look-up, and every layer.
@@ -29,6 +34,7 @@ DOCUMENTED = {
         "softmax_relaxation",
         "get",
     ),
+    "dst_jax.estimators_recent": ("zgr", "mve", "gapped_st", "reinmax_cv"),
     "dst_jax.layers.linen": ("CategoricalST", "BernoulliST"),
     "dst_jax.layers.nnx": ("CategoricalST", "BernoulliST"),
 }
