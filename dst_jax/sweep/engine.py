@@ -198,12 +198,15 @@ def run_chunk(
     interrupted chunk's earlier seconds included)."""
     t0, c0, before = time.perf_counter(), program.compile_s, 0.0
     cfg_sh = dev.config_sharding(mesh)
+    # A chunk size recorded on another device count may not split evenly over this mesh: the
+    # chunk keeps its runs, and more padding configs even out the shards.
+    size = math.ceil(size / mesh.devices.size) * mesh.devices.size
     hp = {k: dev.to_global(v, cfg_sh) for k, v in grid.hparams_array(chunk, size).items()}
     state = program.init(hp, data)
     curves: list[dict[str, Any]] = []
     first = 0
     if checkpoint is not None:
-        loaded = checkpoint.load_state(where.tag, where.estimator, where.k, state)
+        loaded = checkpoint.load_state(where.tag, where.estimator, where.k, state, chunk)
         if loaded is not None:
             state, meta = loaded
             curves, first, before = meta["curves"], meta["next_segment"], meta["train_s"]
@@ -223,7 +226,7 @@ def run_chunk(
         ):
             spent = before + time.perf_counter() - t0 - (program.compile_s - c0)
             meta = {"curves": curves, "next_segment": j + 1, "train_s": spent}
-            checkpoint.save_state(where.tag, where.estimator, where.k, state, meta)
+            checkpoint.save_state(where.tag, where.estimator, where.k, state, meta, chunk)
             # An invocation stopped before finishing any chunk still counts up to this save.
             checkpoint.add_timing()
             last_save = time.monotonic()
@@ -298,7 +301,7 @@ def train_runs(
             chunk = est_runs[a:b]
             done = None
             if checkpoint is not None:
-                done = checkpoint.load_chunk(tag, est, k, len(chunk))
+                done = checkpoint.load_chunk(tag, est, k, chunk)
             if done is None:
                 c0 = program.compile_s
                 where = _Where(tag, est, k)
