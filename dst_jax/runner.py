@@ -7,6 +7,8 @@ This is where compute (`dst_jax.sweep`, `dst_jax.tasks`) meets presentation (`ds
 from __future__ import annotations
 
 import dataclasses
+import glob
+import json
 import os
 import platform
 import sys
@@ -17,10 +19,10 @@ import jax
 import numpy as np
 
 from dst_jax import estimators as estimator_lib
-from dst_jax import plotting, summary
+from dst_jax import plotting, summary, tasks
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.sweep import grid, refine, results
-from dst_jax.sweep.checkpoint import Checkpoint
+from dst_jax.sweep.checkpoint import Checkpoint, CheckpointError
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.engine import train_runs
 from dst_jax.tasks import common
@@ -66,6 +68,7 @@ def run_sweep(
     callback=None,
     log=print,
     command: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train the sweep's grid and write its results into `out_dir`; returns the results dict.
 
@@ -73,6 +76,10 @@ def run_sweep(
     and resumed sweep writes the same file), `timing.json` (machine, wall and compile times),
     `summary.md`, the figures, and `checkpoint/` (resume state; safe to delete once the sweep is
     done).
+
+    Raises:
+      CheckpointError: if `out_dir` holds the results of a different sweep; `overwrite=True`
+        deletes them (results, summary, timing and figures) first.
     """
     t0 = time.perf_counter()
     runs = grid.expand(sweep, task)
@@ -94,6 +101,7 @@ def run_sweep(
         "eval_every": eval_every,
         "eval_splits": [s for s in ("val", "test") if f"{s}_x" in data],
     }
+    claim_out_dir(out_dir, task, info.get("dataset"), config, overwrite)
     ckpt = Checkpoint(out_dir)
     ckpt.open(
         {
@@ -167,6 +175,64 @@ def run_sweep(
         )
         log("wrote: results.json, timing.json, " + ", ".join(written))
     return results_dict
+
+
+def _sweep_identity(task: str, dataset: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """What makes two results files the same sweep: task, data and config, without the settings
+    that change only how it runs and the chunk sizes that ran (JSON-normalised)."""
+    config = {k: v for k, v in config.items() if k != "chunk_sizes"}
+    config["sweep"] = {**config.get("sweep", {}), **_RUN_ONLY_DEFAULTS}
+    return json.loads(json.dumps({"task": task, "dataset": dataset, "config": config}))
+
+
+def _output_files(out_dir: str, task_names: set[str]) -> list[str]:
+    """The files `run_sweep` writes into `out_dir` (results, summary, timing, figures) that
+    exist there; `task_names`: the tasks whose histogram figures to include."""
+    histograms = set()
+    for name in task_names:
+        try:
+            histograms |= set(tasks.make(name).histograms)
+        except ValueError:  # a task that is not registered here
+            pass
+    names = ["results.json", "summary.md", "timing.json", "curves.png"]
+    names += [f"{h}.png" for h in sorted(histograms)]
+    found = [os.path.join(out_dir, n) for n in names]
+    for pattern in ("heatmap_*.png", "codes_*.png"):
+        found += glob.glob(os.path.join(glob.escape(out_dir), pattern))
+    return [f for f in found if os.path.isfile(f)]
+
+
+def claim_out_dir(
+    out_dir: str, task: Task, dataset: Any, config: dict[str, Any], overwrite: bool = False
+) -> None:
+    """Refuse to write a sweep into a folder holding another sweep's results (a resumed or
+    repeated sweep is the same sweep and goes on); with `overwrite`, delete that sweep's
+    results and figures first, so the folder never mixes two sweeps.
+
+    Raises:
+      CheckpointError: naming the folder, for another sweep's (or an unreadable) results.json.
+    """
+    path = os.path.join(out_dir, "results.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        old_identity = _sweep_identity(old["task"], old.get("dataset"), old["config"])
+        old_task = old["task"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        old_identity, old_task = None, None
+    if old_identity == _sweep_identity(task.name, dataset, config):
+        return
+    what = "cannot be read" if old_identity is None else "holds the results of a different sweep"
+    if not overwrite:
+        raise CheckpointError(
+            f"{path} {what} (other task, grid, steps or data); use a new --out folder, or pass "
+            "--overwrite to delete that sweep's results and figures in it"
+        )
+    if jax.process_index() == 0:
+        for file in _output_files(out_dir, {task.name, old_task} - {None}):
+            os.remove(file)
 
 
 def write_outputs(
