@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,59 @@ def grid_tables(
     return lines
 
 
+def _read_json(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise SystemExit(f"{path} cannot be read ({e}); {fix}") from None
+
+
+def load(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results, timing) of the sweep in `out`; SystemExit with one line naming what is wrong
+    with the folder or its files, and what to do."""
+    if not out.exists():
+        raise SystemExit(f"{out} does not exist; give the --out folder of a finished sweep")
+    if not out.is_dir():
+        raise SystemExit(f"{out} is a file, not a folder; give the sweep's --out folder")
+    path = out / "results.json"
+    if not path.exists():
+        raise SystemExit(
+            f"{out} holds no results.json: no sweep finished there (rerun its command to resume it)"
+        )
+    rerun = "rerun the sweep's command to write it again (its checkpoint/ resumes the sweep)"
+    res = _read_json(path, rerun)
+    needed = {"task": str, "config": dict, "runs": list}
+    well_formed = (
+        isinstance(res, dict)
+        and all(isinstance(res.get(k), t) for k, t in needed.items())
+        and {"steps", "steps_per_epoch", "eval_every", "sweep"} <= set(res["config"])
+        and all(isinstance(r, dict) and {"estimator", "final"} <= set(r) for r in res["runs"])
+    )
+    if not well_formed:
+        raise SystemExit(f"{path} is not a sweep's results file (task, config, runs); {rerun}")
+    if not res["runs"]:
+        raise SystemExit(f"{path} holds no runs; there is nothing to report")
+    if res["task"] not in tasks.TASK_NAMES:
+        raise SystemExit(
+            f"{path} is a sweep of the task {res['task']!r}, which this version does not know "
+            f"(known: {', '.join(tasks.TASK_NAMES)})"
+        )
+    timing: Any = {}
+    if (out / "timing.json").exists():
+        timing = _read_json(
+            out / "timing.json", "delete it to report without the machine and wall time"
+        )
+        if not isinstance(timing, dict):
+            raise SystemExit(
+                f"{out / 'timing.json'} is not a timing file; delete it to report without the "
+                "machine and wall time"
+            )
+    return res, timing
+
+
 def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = ()) -> str:
     out = Path(out_dir)
-    res = json.loads((out / "results.json").read_text())
-    timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
+    res, timing = load(out)
     task = tasks.make(res["task"])
     cfg = res["config"]
     runs = res["runs"]
@@ -145,7 +195,7 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -159,8 +209,16 @@ def main(argv: list[str] | None = None) -> None:
         help="also print this estimator's whole (tau_f, tau_b) grid of every metric (repeatable)",
     )
     args = p.parse_args(argv)
-    print(report(args.out_dir, args.select_on, tuple(args.grid)))
+    try:
+        text = report(args.out_dir, args.select_on, tuple(args.grid))
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        print(f"error: {e.code}", file=sys.stderr)  # one line, exit code 2 like argparse's
+        return 2
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
