@@ -361,8 +361,10 @@ def test_a_saved_state_of_other_runs_is_not_resumed(tmp_path):
         train(tmp_path, runs, two, chunk_size=3, checkpoint_every_s=0.0, callback=stop_at(1))
     sizes = ckpt_file(tmp_path, "chunk_sizes.json")
     sizes.write_text(json.dumps({"grid-decoupled_st": 2}))  # chunk 1 is now runs 2, 3
-    with pytest.warns(UserWarning, match="saved for other runs"):
+    with pytest.warns(UserWarning) as record:
         got = train(tmp_path, runs, two, checkpoint_every_s=0.0)
+    said = " ".join(str(w.message) for w in record)
+    assert "not chunk 0" in said and "saved for other runs" in said  # chunk 0's file, 1's state
     want = train(tmp_path / "clean", runs, two, chunk_size=2)
     assert got.runs == want.runs
 

@@ -7,10 +7,12 @@ manifest (task, config, runs, steps), so that no file of another sweep is ever r
 - `timing.json`: compile and train seconds of each finished chunk, and wall seconds of each
   invocation, so records stay true across interruptions.
 - `chunk-<tag>-<estimator>-<k>.json` and `.npz`: results of a finished chunk (its real runs
-  only) and its runs' figure arrays.
+  only) and its runs' figure arrays. A resume reads a file only if its records are the chunk's
+  runs, field by field (`mismatched_runs`); chunks cut another way are trained again.
 - `state-<tag>-<estimator>-<k>/`: mid-chunk training state, written by orbax (each process
-  writes its own shards), and `state-<...>.json` beside it: the next segment to run and the
-  curves so far, written after the arrays. Both are deleted when the chunk finishes.
+  writes its own shards), and `state-<...>.json` beside it: the next segment to run, the curves
+  so far, the chunk's runs and its number of configs, written after the arrays. Both are
+  deleted when the chunk finishes.
 
 `tag` names a group of runs trained together (the grid, or a refinement round).
 """
