@@ -416,13 +416,13 @@ def _scaled(l: Array, tau: Array) -> Array:
     temperature that varies along the class axis cannot be shifted this way; its row maximum of
     `l / tau` is subtracted instead (exact ties stay exact, near-ties keep `l / tau`'s rounding).
     """
-    direct = l / tau
     bound = 2.0 ** (jnp.finfo(l.dtype).nmant - 13)
     if tau.ndim and tau.shape[-1] != 1:
+        direct = l / tau
         top = jnp.max(direct, axis=-1, keepdims=True)
         return jnp.where(jnp.abs(top) >= bound, direct - top, direct)
     top = jnp.max(l, axis=-1, keepdims=True)
-    return jnp.where(jnp.abs(top / tau) >= bound, (l - top) / tau, direct)
+    return jnp.where(jnp.abs(top / tau) >= bound, l - top, l) / tau
 
 
 def _sample(key: ArrayLike, logits: Array, tau: Array | None) -> tuple[Array, Array, Array, Array]:

@@ -226,9 +226,10 @@ def run_chunk(
         ):
             spent = before + time.perf_counter() - t0 - (program.compile_s - c0)
             meta = {"curves": curves, "next_segment": j + 1, "train_s": spent}
-            checkpoint.save_state(where.tag, where.estimator, where.k, state, meta, chunk)
-            # An invocation stopped before finishing any chunk still counts up to this save.
-            checkpoint.add_timing()
+            # An invocation stopped before finishing any chunk still counts up to this save (a
+            # save skipped for lack of disk space writes nothing).
+            if checkpoint.save_state(where.tag, where.estimator, where.k, state, meta, chunk):
+                checkpoint.add_timing()
             last_save = time.monotonic()
         if callback is not None:
             callback(where.estimator, where.k, j)
