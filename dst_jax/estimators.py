@@ -61,7 +61,10 @@ Conventions:
   class whose scaled logit `l/tau_f` trails the leader by more than about 20 is never drawn,
   although its probability `exp(-gap)` is not zero; gaps grow like `1/tau_f`, so small forward
   temperatures live in that tail. "high" mode builds `u` from two uniforms and moves the cap to
-  about 32, at twice the random bits.
+  about 32, at twice the random bits. The scores `l/tau_f` are formed so that float rounding
+  of a large `|l/tau_f|` (small temperatures) does not swallow the noise: where the row's
+  `|max(l)/tau_f|` exceeds 1024 (float32) the row maximum is subtracted before dividing
+  (`_scaled`), which changes no sample below that bound.
 - Logistic noise for the paper's Bernoulli estimators is `L = g[..., 1] - g[..., 0]` with `g` the
   Gumbel draw of shape `a.shape + (2,)`, which is exactly the draw a categorical estimator makes
   for logits `[0, a]` under the same key: a Bernoulli sample equals the categorical one's class-1
@@ -74,8 +77,9 @@ Conventions:
   a `ValueError` naming the argument; for float16 logits the lower bound is `TAU_MIN_FLOAT16`,
   because a surrogate slope of up to `1/(4 tau)` must fit float16's range (65,504). Under
   `jit`/`vmap` temperatures are tracers and the check is skipped (a traced check would need
-  `checkify` in every caller); the grid-level guard is `check_temperatures`, which the sweep
-  engine calls on the concrete grid before compiling.
+  `checkify` in every caller); the grid-level guard is `check_temperatures` (give it
+  `dtype=jnp.float16` for float16 logits), which the sweep engine calls on the concrete grid
+  before compiling.
 - Non-finite logits. `-inf` masks a class: it is never sampled and gets a zero gradient, the
   other classes' gradients stay finite. `+inf` classes are certain: the sample is one of them
   (uniformly if several), and the row's gradient is zero. A row holding a NaN, or only `-inf`,
@@ -200,12 +204,13 @@ def _check_concrete(name: str, value: ArrayLike, tau_min: float = TAU_MIN) -> No
         )
 
 
-def check_temperatures(**temperatures: ArrayLike) -> None:
+def check_temperatures(*, dtype: jnp.dtype | None = None, **temperatures: ArrayLike) -> None:
     """Validates concrete temperatures, e.g. a sweep grid, before anything is traced.
 
     Call it outside `jit`/`vmap`, where the estimators themselves cannot check their traced
     temperatures: `check_temperatures(tau_f=grid_f, tau_b=grid_b)`. A value is refused if it is
-    not a finite number in `[TAU_MIN, TAU_MAX]`, or if it is a tracer.
+    not a finite number in `[TAU_MIN, TAU_MAX]` (`[TAU_MIN_FLOAT16, TAU_MAX]` when `dtype`, the
+    logits' dtype, is float16), or if it is a tracer.
 
     Raises:
       ValueError: naming the argument.
@@ -216,7 +221,8 @@ def check_temperatures(**temperatures: ArrayLike) -> None:
                 f"check_temperatures needs concrete values but {name} is traced; call it outside "
                 "jit/vmap, on the grid of temperatures before it enters the compiled function."
             )
-        _check_concrete(name, value)
+        float16 = dtype is not None and jnp.dtype(dtype) == jnp.float16
+        _check_concrete(name, value, TAU_MIN_FLOAT16 if float16 else TAU_MIN)
 
 
 def _as_temperature(tau: ArrayLike, name: str, logits: Array) -> Array:
@@ -397,13 +403,36 @@ def _prepared(logits: ArrayLike, **temperatures: ArrayLike) -> tuple[Array, list
     return logits, [_as_temperature(t, n, logits) for n, t in temperatures.items()]
 
 
+def _scaled(l: Array, tau: Array) -> Array:
+    """`l / tau` up to a constant per row, accurate enough near the row's top for sampling.
+
+    In float32 `l / tau` carries an absolute rounding error of up to half a unit in the last
+    place of its magnitude: at `l = 10, tau = 1e-6` that is 0.5, which swamps the Gumbel noise
+    (ties go to the first class) and the gaps between near-tied classes. Where the row's
+    `|max(l) / tau|` reaches `2^(mantissa bits - 13)` (1024 in float32), the row maximum is
+    subtracted before dividing, `(l - max(l)) / tau`: the difference is exact for the classes
+    that can win (Sterbenz), so the scaled gaps keep the precision of the gaps themselves.
+    Below that bound the direct `l / tau` is kept, bit for bit as before: the scores' rounding
+    error stays below 2^-13 there, which moves no class's probability by more than about 1e-4. A
+    temperature that varies along the class axis cannot be shifted this way; its row maximum of
+    `l / tau` is subtracted instead (exact ties stay exact, near-ties keep `l / tau`'s rounding).
+    """
+    bound = 2.0 ** (jnp.finfo(l.dtype).nmant - 13)
+    if tau.ndim and tau.shape[-1] != 1:
+        direct = l / tau
+        top = jnp.max(direct, axis=-1, keepdims=True)
+        return jnp.where(jnp.abs(top) >= bound, direct - top, direct)
+    top = jnp.max(l, axis=-1, keepdims=True)
+    return jnp.where(jnp.abs(top / tau) >= bound, l - top, l) / tau
+
+
 def _sample(key: ArrayLike, logits: Array, tau: Array | None) -> tuple[Array, Array, Array, Array]:
     """(D, l, g, invalid): Gumbel-max sample D of Cat(softmax(l/tau)) (tau None: 1) in logits'
     dtype, NaN in invalid rows; l the finite-row logits in the compute dtype; g the noise."""
     dtype = tau.dtype if tau is not None else _compute_dtype(logits.dtype)
     l, invalid = _finite_rows(logits.astype(dtype))
     g = _gumbel_noise(key, l.shape, dtype)
-    d = _one_hot_argmax((l if tau is None else l / tau) + g, logits.dtype)
+    d = _one_hot_argmax(_scaled(l, jnp.ones((), dtype) if tau is None else tau) + g, logits.dtype)
     return jnp.where(invalid, jnp.nan, d).astype(logits.dtype), l, g, invalid
 
 
@@ -574,8 +603,10 @@ def gumbel_rao(key: ArrayLike, logits: ArrayLike, tau: ArrayLike, k: int = 10) -
         >>> bool((z == st_gumbel_softmax(key, logits, 0.5)).all())  # the same sample
         True
     """
-    if not (isinstance(k, int) and k >= 1):
+    # numpy integers are integers; a bool is not a count of draws.
+    if not (isinstance(k, int | np.integer) and not isinstance(k, bool) and k >= 1):
         raise ValueError(f"gumbel_rao needs a static integer k >= 1 (conditional draws), got {k!r}")
+    k = int(k)
     logits, (tau,) = _prepared(logits, tau=tau)
     d, l, _, invalid = _sample(key, logits, None)
     index = jnp.argmax(jnp.where(invalid, 0, d), axis=-1)
@@ -797,7 +828,7 @@ def sample_gumbel_max(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Arra
     """
     logits, (tau,) = _prepared(logits, tau=tau)
     l, invalid = _finite_rows(logits.astype(tau.dtype))
-    scores = l / tau + _gumbel_noise(key, l.shape, tau.dtype)
+    scores = _scaled(l, tau) + _gumbel_noise(key, l.shape, tau.dtype)
     d = _one_hot_first_max(scores, logits.dtype)
     return jnp.where(invalid, jnp.nan, d).astype(logits.dtype)
 
@@ -848,7 +879,7 @@ def sample_inverse_cdf(key: ArrayLike, logits: ArrayLike, tau: ArrayLike) -> Arr
     """
     logits, (tau,) = _prepared(logits, tau=tau)
     l, invalid = _finite_rows(logits.astype(tau.dtype))
-    s_KxR = jnp.moveaxis(l / tau, -1, 0)
+    s_KxR = jnp.moveaxis(_scaled(l, tau), -1, 0)
     sums_KxR = _running_sums(jnp.exp(s_KxR - jnp.max(s_KxR, axis=0)))
     # 1 - U[0, 1) lies in (0, 1]: u > 0 keeps a leading zero-probability class from being drawn,
     # and u * c_{K-1} <= c_{K-1} keeps the index below K.

@@ -8,8 +8,10 @@ these helpers. They write to a temporary file in the same folder, flush and fsyn
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,37 @@ from typing import IO, Any
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# Errors that mean the disk (or the user's quota on it) is full.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """No space left where a file was to be written; the message names the file and its folder."""
+
+
+def free_bytes(folder: str | os.PathLike) -> float:
+    """Bytes free on the disk that holds (or would hold) `folder`; inf where that cannot be told."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return float(shutil.disk_usage(folder).free)
+    except OSError:
+        return float("inf")
+
+
+def disk_full(path: str | os.PathLike) -> DiskFullError:
+    """The error for a write of the file `path` that ran out of space: one line naming the file,
+    its folder and the space left there."""
+    path = Path(path)
+    err = DiskFullError(
+        f"the disk holding {path.parent} is full ({free_bytes(path.parent) / 2**20:.1f} MiB "
+        f"free): could not write {path.name}; free space there (or choose another --out) and "
+        "rerun the same command"
+    )
+    err.errno = errno.ENOSPC
+    return err
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -27,8 +60,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if "w" not in mode:
         raise ValueError(f"atomic_open writes only; got mode={mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise disk_full(path) from None
+        raise
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -36,9 +74,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in DISK_FULL and not isinstance(e, DiskFullError):
+            raise disk_full(path) from None
         raise
 
 

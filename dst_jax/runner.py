@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from dst_jax import estimators as estimator_lib
 from dst_jax import figures as figures_lib
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.sweep import grid, halving, refine, results
-from dst_jax.sweep.checkpoint import Checkpoint
+from dst_jax.sweep.checkpoint import Checkpoint, CheckpointError
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.engine import train_runs
 from dst_jax.tasks import common
@@ -72,6 +73,7 @@ def run_sweep(
     command: str | None = None,
     runs: list[grid.Run] | None = None,
     confirmation: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train the sweep's grid and write its results into `out_dir`; returns the results dict.
 
@@ -83,6 +85,10 @@ def run_sweep(
     `runs` trains exactly these runs instead of the sweep's grid (`sweep` then only sets the
     length, evaluation and selection rule); `confirmation` (see `dst_jax.confirm`) is recorded in
     results.json and makes the summary report its configs as chosen, without re-selecting.
+
+    Raises:
+      CheckpointError: if `out_dir` holds the results of a different sweep; `overwrite=True`
+        deletes them (results, summary, timing and figures) first.
     """
     t0 = time.perf_counter()
     if runs is None:
@@ -116,6 +122,7 @@ def run_sweep(
     if sweep.halving:
         rungs = halving.rung_steps(steps, eval_every, sweep.halving, sweep.rungs)
         config["halving"] = {"eta": sweep.halving, "rungs": rungs}
+    claim_out_dir(out_dir, task, info.get("dataset"), config, overwrite)
     ckpt = Checkpoint(out_dir)
     ckpt.open(
         {
@@ -207,6 +214,65 @@ def time_line(per_estimator: dict[str, dict[str, dict[str, Any]]], wall_s: float
         f"time: {wall_s:.1f} s wall, of which compiling {compile_s:.1f} s and training "
         f"{train_s:.1f} s (per estimator in timing.json)"
     )
+
+
+def _sweep_identity(task: str, dataset: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """What makes two results files the same sweep: task, data and config, without the settings
+    that change only how it runs and the chunk sizes that ran (JSON-normalised)."""
+    config = {k: v for k, v in config.items() if k != "chunk_sizes"}
+    config["sweep"] = {**config.get("sweep", {}), **_RUN_ONLY_DEFAULTS}
+    return json.loads(json.dumps({"task": task, "dataset": dataset, "config": config}))
+
+
+def _output_files(out_dir: str, task_names: set[str]) -> list[str]:
+    """The files `run_sweep` writes into `out_dir` (results, summary, timing, figures) that
+    exist there; `task_names`: the tasks whose histogram figures to include."""
+    histograms = set()
+    for name in task_names:
+        try:
+            histograms |= set(tasks.make(name).histograms)
+        except ValueError:  # a task that is not registered here
+            pass
+    names = ["results.json", "summary.md", "timing.json", "curves.png"]
+    names += ["comparison.png", "profiles.png"]
+    names += [f"{h}.png" for h in sorted(histograms)]
+    found = [os.path.join(out_dir, n) for n in names]
+    for pattern in ("heatmap_*.png", "codes_*.png"):
+        found += glob.glob(os.path.join(glob.escape(out_dir), pattern))
+    return [f for f in found if os.path.isfile(f)]
+
+
+def claim_out_dir(
+    out_dir: str, task: Task, dataset: Any, config: dict[str, Any], overwrite: bool = False
+) -> None:
+    """Refuse to write a sweep into a folder holding another sweep's results (a resumed or
+    repeated sweep is the same sweep and goes on); with `overwrite`, delete that sweep's
+    results and figures first, so the folder never mixes two sweeps.
+
+    Raises:
+      CheckpointError: naming the folder, for another sweep's (or an unreadable) results.json.
+    """
+    path = os.path.join(out_dir, "results.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        old_identity = _sweep_identity(old["task"], old.get("dataset"), old["config"])
+        old_task = old["task"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        old_identity, old_task = None, None
+    if old_identity == _sweep_identity(task.name, dataset, config):
+        return
+    what = "cannot be read" if old_identity is None else "holds the results of a different sweep"
+    if not overwrite:
+        raise CheckpointError(
+            f"{path} {what} (other task, grid, steps or data); use a new --out folder, or pass "
+            "--overwrite to delete that sweep's results and figures in it"
+        )
+    if jax.process_index() == 0:
+        for file in _output_files(out_dir, {task.name, old_task} - {None}):
+            os.remove(file)
 
 
 def write_outputs(

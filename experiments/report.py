@@ -87,10 +87,59 @@ def grid_tables(
     return lines
 
 
+def _read_json(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise SystemExit(f"{path} cannot be read ({e}); {fix}") from None
+
+
+def load(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results, timing) of the sweep in `out`; SystemExit with one line naming what is wrong
+    with the folder or its files, and what to do."""
+    if not out.exists():
+        raise SystemExit(f"{out} does not exist; give the --out folder of a finished sweep")
+    if not out.is_dir():
+        raise SystemExit(f"{out} is a file, not a folder; give the sweep's --out folder")
+    path = out / "results.json"
+    if not path.exists():
+        raise SystemExit(
+            f"{out} holds no results.json: no sweep finished there (rerun its command to resume it)"
+        )
+    rerun = "rerun the sweep's command to write it again (its checkpoint/ resumes the sweep)"
+    res = _read_json(path, rerun)
+    needed = {"task": str, "config": dict, "runs": list}
+    well_formed = (
+        isinstance(res, dict)
+        and all(isinstance(res.get(k), t) for k, t in needed.items())
+        and {"steps", "steps_per_epoch", "eval_every", "sweep"} <= set(res["config"])
+        and all(isinstance(r, dict) and {"estimator", "final"} <= set(r) for r in res["runs"])
+    )
+    if not well_formed:
+        raise SystemExit(f"{path} is not a sweep's results file (task, config, runs); {rerun}")
+    if not res["runs"]:
+        raise SystemExit(f"{path} holds no runs; there is nothing to report")
+    if res["task"] not in tasks.TASK_NAMES:
+        raise SystemExit(
+            f"{path} is a sweep of the task {res['task']!r}, which this version does not know "
+            f"(known: {', '.join(tasks.TASK_NAMES)})"
+        )
+    timing: Any = {}
+    if (out / "timing.json").exists():
+        timing = _read_json(
+            out / "timing.json", "delete it to report without the machine and wall time"
+        )
+        if not isinstance(timing, dict):
+            raise SystemExit(
+                f"{out / 'timing.json'} is not a timing file; delete it to report without the "
+                "machine and wall time"
+            )
+    return res, timing
+
+
 def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = ()) -> str:
     out = Path(out_dir)
-    res = json.loads((out / "results.json").read_text())
-    timing = json.loads((out / "timing.json").read_text()) if (out / "timing.json").exists() else {}
+    res, timing = load(out)
     task = confirm.task_from_results(res) if "confirmation" in res else tasks.make(res["task"])
     cfg = res["config"]
     runs = res["runs"]
@@ -176,7 +225,7 @@ def simulate_halving(out_dir: str, eta: int, n_rungs: int | None = None) -> str:
     (each refinement round halved on its own, as `--refine` with `--halving` trains it)."""
     from dst_jax.sweep import halving
 
-    res = json.loads((Path(out_dir) / "results.json").read_text())
+    res, _ = load(Path(out_dir))
     task = tasks.make(res["task"])
     cfg, runs = res["config"], res["runs"]
     if any("rung" in r for r in runs):
@@ -257,7 +306,7 @@ def simulate_halving(out_dir: str, eta: int, n_rungs: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -296,27 +345,36 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.rungs is not None and args.simulate_halving is None:
         p.error("--rungs needs --simulate-halving ETA")
-    if args.simulate_halving is not None:
-        print(simulate_halving(args.out_dir, args.simulate_halving, args.rungs))
-        return
-    if args.tensorboard:
-        from dst_jax import tensorboard_export
+    try:
+        if args.simulate_halving is not None:
+            print(simulate_halving(args.out_dir, args.simulate_halving, args.rungs))
+            return 0
+        if args.tensorboard:
+            from dst_jax import tensorboard_export
 
-        res = json.loads((Path(args.out_dir) / "results.json").read_text())
-        try:
-            runs = tensorboard_export.write(res, args.tensorboard)
-        except ImportError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-        print(
-            f"wrote {len(runs)} runs to {args.tensorboard} (view: tensorboard --logdir "
-            f"{args.tensorboard})\n"
-        )
-    if args.figures:
-        written = runner.redraw(args.out_dir, log=lambda *_: None)
-        print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
-    print(report(args.out_dir, args.select_on, tuple(args.grid)))
+            res, _ = load(Path(args.out_dir))
+            try:
+                runs = tensorboard_export.write(res, args.tensorboard)
+            except ImportError as e:
+                raise SystemExit(str(e)) from None
+            print(
+                f"wrote {len(runs)} runs to {args.tensorboard} (view: tensorboard --logdir "
+                f"{args.tensorboard})\n"
+            )
+        if args.figures:
+            load(Path(args.out_dir))  # a one-line error for a folder that is not a sweep's
+            written = runner.redraw(args.out_dir, log=lambda *_: None)
+            print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
+        text = report(args.out_dir, args.select_on, tuple(args.grid))
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        message = e.code.removeprefix("error: ")
+        print(f"error: {message}", file=sys.stderr)  # one line, exit code 2 like argparse's
+        return 2
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import shlex
 import socket
 import sys
@@ -127,6 +128,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not read or write JAX's persistent compilation cache (default: on, in "
         "~/.cache/dst_jax/jax; DST_JAX_COMPILATION_CACHE=0 turns it off too, =DIR moves it)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results and figures of a different sweep in --out (default: refuse)",
     )
     multi = p.add_argument_group(
         "several hosts",
@@ -369,7 +375,21 @@ def check_out_dir(out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; bad input gives one line on stderr and exit code 2."""
+    try:
+        return _main(argv)
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise  # argparse's own exits (usage errors already print one line with code 2)
+        message = e.code if e.code.startswith("error:") else f"error: {e.code}"
+        print(message, file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # `--out=~/x` reaches us unexpanded (the shell expands only a leading `~` of a word).
+    args.out = os.path.expanduser(args.out)
     check_out_dir(args.out)
     if args.estimators is not None and not args.estimators:
         raise SystemExit("error: --estimators is empty; name at least one, e.g. decoupled_st")
@@ -408,7 +428,13 @@ def main(argv: list[str] | None = None) -> int:
         task = tasks.make(args.task, task_config)
         command = "python -m experiments.run " + shlex.join(sys.argv[1:] if argv is None else argv)
         run_sweep(
-            task, sweep, args.out, args.data_dir, progress=not args.no_progress, command=command
+            task,
+            sweep,
+            args.out,
+            args.data_dir,
+            progress=not args.no_progress,
+            command=command,
+            overwrite=args.overwrite,
         )
     except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)

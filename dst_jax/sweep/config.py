@@ -79,6 +79,12 @@ class SweepConfig:
         object.__setattr__(self, "estimator_taus", taus)
 
     def total_steps(self, n_train: int, batch_size: int) -> int:
+        if n_train < batch_size:
+            raise ValueError(
+                f"batch_size {batch_size:,} is larger than the training split ({n_train:,} "
+                "examples, after the validation split): lower batch_size (--set batch_size=N) "
+                "or train on more examples (train_subset)"
+            )
         steps = int(round(self.epochs * (n_train // batch_size)))
         if self.max_steps is not None:
             steps = min(steps, self.max_steps)

@@ -210,6 +210,9 @@ def run_chunk(
     t0, c0, before = time.perf_counter(), program.compile_s, 0.0
     segments = range(len(bounds)) if segments is None else segments
     cfg_sh = dev.config_sharding(mesh)
+    # A chunk size recorded on another device count may not split evenly over this mesh: the
+    # chunk keeps its runs, and more padding configs even out the shards.
+    size = math.ceil(size / mesh.devices.size) * mesh.devices.size
     hp = {k: dev.to_global(v, cfg_sh) for k, v in grid.hparams_array(chunk, size).items()}
     if state0 is None:
         state = program.init(hp, data)
@@ -218,7 +221,7 @@ def run_chunk(
     curves: list[dict[str, Any]] = []
     first = segments.start
     if checkpoint is not None:
-        loaded = checkpoint.load_state(where.tag, where.estimator, where.k, state)
+        loaded = checkpoint.load_state(where.tag, where.estimator, where.k, state, chunk)
         if loaded is not None:
             state, meta = loaded
             curves, first, before = meta["curves"], meta["next_segment"], meta["train_s"]
@@ -238,9 +241,10 @@ def run_chunk(
         ):
             spent = before + time.perf_counter() - t0 - (program.compile_s - c0)
             meta = {"curves": curves, "next_segment": j + 1, "train_s": spent}
-            checkpoint.save_state(where.tag, where.estimator, where.k, state, meta)
-            # An invocation stopped before finishing any chunk still counts up to this save.
-            checkpoint.add_timing()
+            # An invocation stopped before finishing any chunk still counts up to this save (a
+            # save skipped for lack of disk space writes nothing).
+            if checkpoint.save_state(where.tag, where.estimator, where.k, state, meta, chunk):
+                checkpoint.add_timing()
             last_save = time.monotonic()
         if callback is not None:
             callback(where.estimator, where.k, j)
@@ -324,7 +328,7 @@ def train_runs(
             chunk = est_runs[a:b]
             done = None
             if checkpoint is not None:
-                done = checkpoint.load_chunk(tag, est, k, len(chunk))
+                done = checkpoint.load_chunk(tag, est, k, chunk)
             if done is None:
                 c0 = program.compile_s
                 where = _Where(tag, est, k)

@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,8 @@ def expand(sweep: SweepConfig, task) -> list[Run]:
     for name, (f, b) in sweep.estimator_taus.items():
         if not f or (not b and estimator_lib.REGISTRY[name].n_temperatures == 2):
             raise ValueError(f"the temperature axes given for {name} are empty")
-        estimator_lib.check_temperatures(**{f"temperatures of {name}": np.array([*f, *b])})
+        given: dict[str, Any] = {f"temperatures of {name}": np.array([*f, *b])}
+        estimator_lib.check_temperatures(**given)
     if unknown:
         raise ValueError(
             f"estimator(s) {', '.join(unknown)} not available for the {task.name} task; "

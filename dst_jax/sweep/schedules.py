@@ -6,7 +6,8 @@ config's own is selected.
 
 Temperatures anneal from their grid value `tau0` to a final value `tau1` over the T steps of the
 run, at the fraction `s = t / T` of it:
-    constant: tau0;   linear: tau0 + (tau1 - tau0) s;   exp: tau0 (tau1 / tau0)^s
+    constant: tau0;   linear: tau0 (1 - s) + tau1 s;   exp: tau0 (tau1 / tau0)^s
+Each ends at exactly tau1 (s = 1), whatever the two values' magnitudes.
 Learning rate: constant, or optax's cosine decay from `lr` to 0 over T steps.
 """
 
@@ -23,8 +24,10 @@ LR_SCHEDULES = ("constant", "cosine")
 def temperature(kind: jax.Array, tau0: jax.Array, tau1: jax.Array, frac: jax.Array) -> jax.Array:
     """The temperature at the fraction `frac` in [0, 1] of the run (module docstring)."""
     frac = jnp.asarray(frac, jnp.float32)
-    linear = tau0 + (tau1 - tau0) * frac
-    exp = tau0 * (tau1 / tau0) ** frac
+    # Weighted, not `tau0 + (tau1 - tau0) * frac`: in float32 that ends at exactly 0 for
+    # 100 -> 1e-6 (`1e-6 - 100` rounds to -100), and at 1 these weights give tau1 itself.
+    linear = tau0 * (1 - frac) + tau1 * frac
+    exp = jnp.where(frac >= 1, tau1, tau0 * (tau1 / tau0) ** frac)
     return jnp.select([kind == 1, kind == 2], [linear, exp], tau0)
 
 

@@ -68,6 +68,11 @@ class SplitConfig:
             k = getattr(self, name)
             if k is not None and not (isinstance(k, int) and k >= 1):
                 raise ValueError(f"Config.{name} must be None (all) or an int >= 1, got {k!r}")
+        for name in ("val_seed", "subset_seed"):
+            seed = getattr(self, name)
+            # numpy's generators take non-negative seeds only.
+            if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+                raise ValueError(f"Config.{name} must be an int >= 0, got {seed!r}")
         if not (isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1):
             raise ValueError(
                 f"Config.eval_batch_size must be an int >= 1, got {self.eval_batch_size!r}"
@@ -80,9 +85,15 @@ def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, A
     n = int(np.shape(y)[0])
     n_val = int(round(fraction * n))
     if n_val == 0:
-        return x, y, x[:0], y[:0]
+        # An empty validation split has no metrics to select on (and would divide by zero).
+        raise ValueError(
+            f"val_fraction={fraction:g} holds out 0 of the {n:,} training examples; use at least "
+            f"{1 / n:.2g} (one example), or 0 for no validation split"
+        )
     if n_val >= n:
-        raise ValueError(f"a validation fraction of {fraction} leaves no training examples of {n}")
+        raise ValueError(
+            f"val_fraction={fraction:g} leaves no training examples of {n:,}; use a smaller one"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     return x[train], y[train], x[val], y[val]
