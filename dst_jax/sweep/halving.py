@@ -194,9 +194,7 @@ def train_halving(
                 members = alive[a:b]
                 chunk = [est_runs[p] for p in members]
                 name = f"{rtag}-{est}-{k:04d}"
-                done = (
-                    None if checkpoint is None else checkpoint.load_chunk(rtag, est, k, len(chunk))
-                )
+                done = None if checkpoint is None else checkpoint.load_chunk(rtag, est, k, chunk)
                 if done is None:
                     state0 = None
                     if r > 0:
