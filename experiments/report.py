@@ -194,7 +194,8 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
     ]
     for est in grids:
         lines += grid_tables(task, runs, est, select, metrics)
-    shift = _selection_shift(task, runs, report_metric)
+    # A confirmation selects nothing (its configs are the screen's), so it has no shift to show.
+    shift = [] if "confirmation" in res else _selection_shift(task, runs, report_metric)
     if shift:
         lines += ["", *shift]
     if timing:
