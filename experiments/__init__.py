@@ -1,0 +1,1 @@
+"""Aliases kept for checkouts: `python -m experiments.<command>` runs `dst_jax.experiments`."""

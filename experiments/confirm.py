@@ -1,104 +1,11 @@
-"""Command line: train a finished sweep's selected configs again on fresh seeds.
+"""`python -m experiments.confirm` in a checkout: the command `dst-jax confirm`, whose code is
+`dst_jax.experiments.confirm`."""
 
-    python -m experiments.confirm FROM_DIR --out DIR --seeds K (--epochs E | --max-steps N)
-
-Reads FROM_DIR/results.json (the screen), takes each estimator's selected config and each
-two-temperature estimator's best diagonal cell, and trains exactly those on K seeds the screen
-did not use (one past its largest seed onwards, or from --first-seed). The output folder is an
-ordinary sweep folder (results.json with a "confirmation" record, summary.md, curves.png, the
-task's figures, timing.json) that `python -m experiments.report` reads; rerunning the same
-command after an interruption resumes it.
-"""
-
-from __future__ import annotations
-
-import argparse
-import shlex
 import sys
 
-from dst_jax import confirm
-from dst_jax.argtypes import int_at_least, names, positive_float, positive_int
-from dst_jax.runner import run_sweep
-from experiments.run import check_out_dir
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m experiments.confirm",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("from_dir", metavar="FROM_DIR", help="a finished sweep's results folder")
-    p.add_argument("--out", required=True, help="output folder (results, figures, checkpoint)")
-    p.add_argument("--seeds", type=positive_int("--seeds"), default=3, help="fresh seeds (3)")
-    p.add_argument(
-        "--first-seed",
-        type=int_at_least("--first-seed", 0),
-        help="first fresh seed (default: one past the screen's largest)",
-    )
-    p.add_argument("--epochs", type=positive_float("--epochs"), help="training epochs per run")
-    p.add_argument("--max-steps", type=positive_int("--max-steps"), help="training steps per run")
-    p.add_argument(
-        "--eval-every", type=positive_int("--eval-every"), help="steps between evaluations"
-    )
-    p.add_argument("--estimators", type=names, help="confirm only these (comma list)")
-    p.add_argument(
-        "--chunk-size",
-        type=positive_int("--chunk-size"),
-        help="configs per compiled chunk (default: estimated from device memory)",
-    )
-    p.add_argument(
-        "--data-dir", default=None, help="data folder (default: $DST_DATA_DIR, else the user cache)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    check_out_dir(args.out)
-    if args.epochs is None and args.max_steps is None:
-        raise SystemExit("error: give the confirmation's length: --epochs E or --max-steps N")
-    try:
-        screen = confirm.load_screen(args.from_dir)
-        task = confirm.task_from_results(screen)
-        chosen = confirm.selected_configs(task, screen, args.estimators)
-        seeds = confirm.fresh_seeds(screen, args.seeds, args.first_seed)
-        sweep = confirm.confirmation_sweep(
-            screen["config"]["sweep"],
-            chosen,
-            seeds,
-            epochs=args.epochs,
-            max_steps=args.max_steps,
-            eval_every=args.eval_every,
-            chunk_size=args.chunk_size,
-        )
-        record = {
-            "from": args.from_dir,
-            "select": confirm.selection_metric(task, screen),
-            "screen_steps": screen["config"]["steps"],
-            "screen_seeds": sorted({int(r["seed"]) for r in screen["runs"]}),
-            "seeds": seeds,
-            "configs": chosen,
-        }
-        command = "python -m experiments.confirm " + shlex.join(
-            sys.argv[1:] if argv is None else argv
-        )
-        run_sweep(
-            task,
-            sweep,
-            args.out,
-            args.data_dir,
-            progress=not args.no_progress,
-            command=command,
-            runs=confirm.confirmation_runs(chosen, seeds),
-            confirmation=record,
-        )
-    except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from dst_jax.experiments import confirm as _command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_command.main())
+# Imported, this name is the command's module itself, so its functions can be used and patched.
+sys.modules[__name__] = _command

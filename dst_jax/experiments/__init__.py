@@ -1,0 +1,1 @@
+"""The command lines (`run`, `report`, `confirm`, `gradients`) and each task's protocol (`configs/`)."""
