@@ -2,6 +2,7 @@
 
     dst-jax run {sbn,cae,dlgn} --out DIR [--smoke] [flags]   train a task's sweep
     dst-jax report DIR [--grid ESTIMATOR]                    the report of a finished sweep
+    dst-jax confirm DIR --out DIR2 --seeds K --max-steps N   its selected configs, fresh seeds
     dst-jax gradients cae --out DIR [--smoke]                gradients against the exact one
 
 Each command is a module of `dst_jax.experiments` (`run`, `report`, `gradients`); the words
@@ -19,6 +20,7 @@ from dst_jax import __version__
 COMMANDS = {
     "run": "train a task's sweep over estimators and temperatures and write its results",
     "report": "print the Markdown report of a finished sweep",
+    "confirm": "train a finished sweep's selected configs again on fresh seeds",
     "gradients": "measure every estimator's gradient against the exact one (cae)",
 }
 
@@ -27,7 +29,8 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
     return (
-        "usage: dst-jax {run,report,gradients} ... (dst-jax COMMAND --help for its flags)\n\n"
+        "usage: dst-jax {run,report,confirm,gradients} ... "
+        "(dst-jax COMMAND --help for its flags)\n\n"
         "commands:\n" + "\n".join(lines) + "\n"
     )
 

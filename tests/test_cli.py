@@ -135,7 +135,7 @@ def test_help_has_readable_metavars_every_set_field_and_an_example(capsys):
     assert "--lr-schedule NAME[,NAME...]" in text and "--tau-f TAU[,TAU...]" in text
     assert "python -m experiments.run sbn --out" in text  # the example
     for task in ("sbn", "cae", "dlgn"):
-        config, _ = __import__(f"experiments.configs.{task}", fromlist=["x"]).get_config()
+        config, _ = __import__(f"dst_jax.experiments.configs.{task}", fromlist=["x"]).get_config()
         section = text.split(f"  {task}:\n")[1]
         for f in dataclasses.fields(config):
             assert re.search(rf"^    {f.name}: \S.* = ", section, re.M), (task, f.name)

@@ -1,1 +1,2 @@
-"""The command lines (`run`, `report`, `confirm`, `gradients`) and each task's protocol (`configs/`)."""
+"""The command lines (`run`, `report`, `confirm`, `gradients`) and each task's protocol
+(`configs/`)."""

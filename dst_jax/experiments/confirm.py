@@ -18,8 +18,8 @@ import sys
 
 from dst_jax import confirm
 from dst_jax.argtypes import int_at_least, names, positive_float, positive_int
-from dst_jax.runner import run_sweep
 from dst_jax.experiments.run import check_out_dir
+from dst_jax.runner import run_sweep
 
 
 def parser() -> argparse.ArgumentParser:

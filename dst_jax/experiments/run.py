@@ -201,7 +201,9 @@ def _type_name(hint) -> str:
 def set_fields(task: str) -> list[tuple[str, str, object]]:
     """(name, type, value in the task's full protocol) of every task config field that `--set`
     accepts, from the task's config dataclass."""
-    config, _ = importlib.import_module(f"dst_jax.experiments.configs.{task}").get_config(smoke=False)
+    config, _ = importlib.import_module(f"dst_jax.experiments.configs.{task}").get_config(
+        smoke=False
+    )
     hints = typing.get_type_hints(type(config))
     return [
         (f.name, _type_name(hints[f.name]), getattr(config, f.name))
