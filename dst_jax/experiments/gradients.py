@@ -288,10 +288,11 @@ def fewest_images(measured: dict) -> int:
     )
 
 
-def best_cell(grid: np.ndarray, metric: str) -> tuple[int, ...]:
+def best_cell(grid: np.ndarray, metric: str) -> tuple[int, int]:
     mat = np.where(np.isfinite(grid), grid, np.inf if DIRECTIONS[metric] == "min" else -np.inf)
     flat = np.argmin(mat) if DIRECTIONS[metric] == "min" else np.argmax(mat)
-    return tuple(int(i) for i in np.unravel_index(flat, grid.shape))
+    row, col = np.unravel_index(flat, grid.shape)
+    return int(row), int(col)
 
 
 def best_temperatures(measured: dict) -> list[dict[str, Any]]:

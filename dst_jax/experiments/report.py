@@ -284,7 +284,7 @@ def simulate_halving(out_dir: str, eta: int, n_rungs: int | None = None) -> str:
     two = [
         est
         for est in dict.fromkeys(r["estimator"] for r in runs)
-        if summary._entry(est) is not None and summary._entry(est).n_temperatures == 2
+        if getattr(summary._entry(est), "n_temperatures", 0) == 2
     ]
     if two and earlier:
         head = ["estimator", "cells", *(f"Spearman, step {s:,}" for s in earlier)]
