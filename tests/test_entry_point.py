@@ -41,10 +41,11 @@ def test_report_dispatches_to_the_report_command(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == "REPORT"
 
 
-def test_run_refuses_bad_input_before_any_work(tmp_path):
+def test_run_refuses_bad_input_before_any_work(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    with pytest.raises(SystemExit, match="is a file, not a folder"):
-        cli.main(["run", "sbn", "--out", str(tmp_path / "file")])
+    assert cli.main(["run", "sbn", "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is a file, not a folder" in err
 
 
 def test_checkout_aliases_are_the_package_modules():
