@@ -288,11 +288,12 @@ def fewest_images(measured: dict) -> int:
     )
 
 
-def best_cell(grid: np.ndarray, metric: str) -> tuple[int, int]:
+def best_cell(grid: np.ndarray, metric: str) -> tuple[int, ...]:
+    """Index of the best finite entry of a grid of any rank (one axis for a single-temperature
+    estimator, two for a (tau_f, tau_b) grid)."""
     mat = np.where(np.isfinite(grid), grid, np.inf if DIRECTIONS[metric] == "min" else -np.inf)
     flat = np.argmin(mat) if DIRECTIONS[metric] == "min" else np.argmax(mat)
-    row, col = np.unravel_index(flat, grid.shape)
-    return int(row), int(col)
+    return tuple(int(i) for i in np.unravel_index(flat, grid.shape))
 
 
 def best_temperatures(measured: dict) -> list[dict[str, Any]]:
@@ -524,8 +525,9 @@ def write_figures(out: Path, measured: dict) -> list[str]:
                     title = f"{name}: {m} ({ckpt}, reference {_ref_text(ref)})"
                     # A log colour scale where positive values span more than a decade (a
                     # nearly deterministic q puts relative errors from 1e-50 to 1e15 on a grid).
+                    row, col = best_cell(grid, m)
                     fig = plotting.heatmap(
-                        taus_f, taus_b, grid, best_cell(grid, m), DIRECTIONS[m], m, title,
+                        taus_f, taus_b, grid, (row, col), DIRECTIONS[m], m, title,
                         log_colours=m != "cosine",
                     )  # fmt: skip
                     path = out / f"heatmap_{name}_{ckpt}_{ref}_{m}.png"
