@@ -190,6 +190,26 @@ def confirmation_sweep(
     )
 
 
+def confirmation_record(
+    from_dir: str,
+    task: Task,
+    screen: dict[str, Any],
+    chosen: Sequence[dict[str, Any]],
+    seeds: Sequence[int],
+) -> dict[str, Any]:
+    """The "confirmation" block of results.json (`run_sweep(..., confirmation=...)`): which
+    screen selected the configs, on which metric, step and seeds, the fresh seeds, and each
+    config with its role."""
+    return {
+        "from": from_dir,
+        "select": selection_metric(task, screen),
+        "screen_steps": screen["config"]["steps"],
+        "screen_seeds": sorted({int(r["seed"]) for r in screen["runs"]}),
+        "seeds": list(seeds),
+        "configs": list(chosen),
+    }
+
+
 # -- the summary ---------------------------------------------------------------------------------
 def fixed_best(
     runs: list[dict[str, Any]], chosen: Sequence[dict[str, Any]], metrics: Sequence[str]

@@ -73,14 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_every=args.eval_every,
             chunk_size=args.chunk_size,
         )
-        record = {
-            "from": args.from_dir,
-            "select": confirm.selection_metric(task, screen),
-            "screen_steps": screen["config"]["steps"],
-            "screen_seeds": sorted({int(r["seed"]) for r in screen["runs"]}),
-            "seeds": seeds,
-            "configs": chosen,
-        }
+        record = confirm.confirmation_record(args.from_dir, task, screen, chosen, seeds)
         command = "python -m experiments.confirm " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )
