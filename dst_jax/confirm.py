@@ -88,11 +88,16 @@ def selection_metric(task: Task, res: dict[str, Any]) -> str:
 
 
 def selected_configs(
-    task: Task, res: dict[str, Any], estimators: Sequence[str] | None = None
+    task: Task,
+    res: dict[str, Any],
+    estimators: Sequence[str] | None = None,
+    diagonals: bool = True,
 ) -> list[dict[str, Any]]:
     """The configs to confirm, in the screen's estimator order: each estimator's selected config
     and, for a two-temperature estimator whose selected cell lies off the diagonal, its best
-    diagonal cell. Each is a dict of the config keys plus `role`, the screen's `select` score
+    diagonal cell (unless `diagonals` is False: a diagonal cell that another selected config
+    already equals in law, such as Decoupled ST's (t, t) beside Softmax STE at t, only costs
+    time). Each is a dict of the config keys plus `role`, the screen's `select` score
     (`screen_score`) and the seeds it had."""
     runs = res["runs"]
     select = selection_metric(task, res)
@@ -113,7 +118,7 @@ def selected_configs(
             continue  # every config of it diverged or has no selection metric
         chosen.append(_chosen(row, SELECTED, select))
         entry = estimator_lib.REGISTRY[est] if est in estimator_lib.REGISTRY else None
-        if entry is None or entry.n_temperatures != 2:
+        if not diagonals or entry is None or entry.n_temperatures != 2:
             continue
         diag = results.best_diagonal(runs, est, select, sel_dir)
         if diag is not None and results.config_key(diag) != results.config_key(row):

@@ -71,6 +71,8 @@ def test_selected_configs_are_each_estimators_best_and_its_best_diagonal():
     ]
     assert chosen[0]["screen_score"] == pytest.approx(0.905)
     assert chosen[0]["screen_seeds"] == [0, 1]
+    without = confirm.selected_configs(task, screen, diagonals=False)
+    assert [c["role"] for c in without] == ["selected"] * 3
     only = confirm.selected_configs(task, screen, ["softmax_ste"])
     assert [c["estimator"] for c in only] == ["softmax_ste"]
     with pytest.raises(ValueError, match="not in the screen"):

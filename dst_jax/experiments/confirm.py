@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--estimators", type=names, help="confirm only these (comma list)")
     p.add_argument(
+        "--no-diagonals",
+        action="store_true",
+        help="skip each two-temperature estimator's best diagonal cell (by default it is "
+        "confirmed too)",
+    )
+    p.add_argument(
         "--chunk-size",
         type=positive_int("--chunk-size"),
         help="configs per compiled chunk (default: estimated from device memory)",
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         screen = confirm.load_screen(args.from_dir)
         task = confirm.task_from_results(screen)
-        chosen = confirm.selected_configs(task, screen, args.estimators)
+        chosen = confirm.selected_configs(
+            task, screen, args.estimators, diagonals=not args.no_diagonals
+        )
         seeds = confirm.fresh_seeds(screen, args.seeds, args.first_seed)
         sweep = confirm.confirmation_sweep(
             screen["config"]["sweep"],
