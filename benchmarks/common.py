@@ -9,16 +9,14 @@ the size sets how often a new epoch permutation is drawn; `--quick` shrinks them
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from dst_jax import estimators, tasks
+from dst_jax import estimators, provenance, tasks
 from dst_jax.sweep import grid
 from dst_jax.sweep.config import DEFAULT_TAUS
 
@@ -196,31 +194,30 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def json_safe(obj: Any) -> Any:
-    """Replace non-finite floats by None (strict JSON) and numpy scalars by Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """Replace non-finite floats by None (strict JSON) and numpy scalars by Python numbers: the
+    project's one JSON rule, `dst_jax.provenance.json_safe`."""
+    return provenance.json_safe(obj)
+
+
+def json_document(result: dict[str, Any]) -> Any:
+    """`result` with the provenance record (`dst_jax.provenance.record`: machine, versions, git
+    commit, time) at its top level, JSON-safe: what a benchmark writes to --json."""
+    return provenance.json_safe({**provenance.record(), **result})
 
 
 def environment() -> dict[str, Any]:
     """Versions and the device, for the JSON file and the table header."""
     import jax
 
-    dev = jax.devices()[0]
+    machine = provenance.machine_info()
     env = {
-        "jax": jax.__version__,
+        "jax": machine["jax"],
         "backend": jax.default_backend(),
-        "device": getattr(dev, "device_kind", str(dev)),
+        "device": machine["device"],
         "n_devices": jax.device_count(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
+        "python": machine["python"],
+        "cpu_count": machine["host_cpus"],
+        "machine": machine["arch"],
         # XLA_FLAGS can pin the CPU backend's threads (e.g. intra_op_parallelism_threads=1).
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         # Other processes compete for a shared CPU; the 1-minute load says how much.

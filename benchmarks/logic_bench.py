@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import ESTIMATOR, Setup, clock, environment, json_safe, make_setup
+from benchmarks.common import ESTIMATOR, Setup, clock, environment, json_document, make_setup
 from dst_jax import estimators, logic
 from dst_jax.tasks import dlgn
 
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.argv[1:] if argv is None else argv
         )
         atomic_write_json(
-            args.json, json_safe({"command": command, "environment": env, "train_steps": rows})
+            args.json, json_document({"command": command, "environment": env, "train_steps": rows})
         )
     return 0
 

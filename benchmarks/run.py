@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
         if args.json:
             from dst_jax.io import atomic_write_json
 
-            atomic_write_json(args.json, common.json_safe(result))
+            atomic_write_json(args.json, common.json_document(result))
 
     log(f"[{args.task}] measuring the device's matmul rate and copy bandwidth")
     result["floor"] = floor_lib.floor(setup, floor_lib.measure_device(args.quick))

@@ -54,7 +54,7 @@ def heatmap(
     tfs: list[float],
     tbs: list[float],
     mat: np.ndarray,
-    best: tuple[int, int],
+    best: tuple[int, ...],
     direction: str,
     metric: str,
     title: str,

@@ -11,7 +11,6 @@ import functools
 import glob
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -20,10 +19,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from dst_jax import confirm, plotting, summary, tasks
+from dst_jax import confirm, plotting, provenance, summary, tasks
 from dst_jax import estimators as estimator_lib
 from dst_jax import figures as figures_lib
 from dst_jax.io import atomic_write_json, atomic_write_text
+from dst_jax.provenance import machine_info  # noqa: F401  (re-exported: its earlier home)
 from dst_jax.sweep import grid, halving, refine, results
 from dst_jax.sweep.checkpoint import Checkpoint, CheckpointError
 from dst_jax.sweep.config import SweepConfig
@@ -40,19 +40,6 @@ _RUN_ONLY_DEFAULTS = {
     for f in dataclasses.fields(SweepConfig)
     if f.name in ("chunk_size", "checkpoint_every_s", "refine")
 }
-
-
-def machine_info() -> dict[str, Any]:
-    devs = jax.devices()
-    return {
-        "platform": devs[0].platform,
-        "device": devs[0].device_kind,
-        "n_devices": len(devs),
-        "n_processes": jax.process_count(),
-        "host_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-    }
 
 
 def selection(task: Task, config: dict[str, Any]) -> tuple[str, str]:
@@ -192,7 +179,8 @@ def run_sweep(
         atomic_write_json(
             os.path.join(out_dir, "timing.json"),
             {
-                "machine": machine_info(),
+                # machine, versions, git_commit, git_dirty, created_utc.
+                **provenance.record(),
                 # Every invocation of this sweep (an interrupted one resumes), in total.
                 "wall_s": round(sum(invocations), 2),
                 "invocations_wall_s": invocations,

@@ -19,6 +19,7 @@ from conftest import TEST_XLA_FLAGS
 
 from dst_jax import estimators as E
 from dst_jax import gradients as G
+from dst_jax.gradients import claims
 
 ROOT = Path(__file__).resolve().parents[1]
 L, C = 2, 3
@@ -274,8 +275,6 @@ def test_protocol_tables_equal_autodiff_through_the_decoder(x64):
 
 
 def test_claim_check_on_a_grid_that_obeys_it():
-    from experiments import gradients as exp
-
     taus = np.array([0.5, 1.0, 2.0])
     tf, tb = np.meshgrid(taus, taus, indexing="ij")
     grid = {"bias": tf / tb, "spread": 2 * tf / tb, "cosine": 0 * tf}
@@ -292,11 +291,11 @@ def test_claim_check_on_a_grid_that_obeys_it():
     per_image = {
         "init": {"toy": {"per_image": {"tau1": {m: g.ravel() + noise for m, g in grid.items()}}}}
     }
-    (mean,) = exp.claim_check(measured, "mean", per_image)
+    (mean,) = claims.claim_check(measured, "mean", per_image)
     assert mean["verdict"] == "holds"
     assert all(p["fraction"] == 1.0 for p in mean["parts"].values())
     assert all(p["significantly_for"] == 1.0 for p in mean["parts"].values())
-    (median,) = exp.claim_check(measured, "median")
+    (median,) = claims.claim_check(measured, "median")
     assert median["parts"]["bias_up_along_tau_f"]["fraction"] == 0.0
     assert median["parts"]["bias_up_along_tau_f"]["verdict"] == "fails"
     assert median["verdict"] == "partly"

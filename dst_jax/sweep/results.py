@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dst_jax import provenance
 from dst_jax.sweep import stats
 from dst_jax.sweep.grid import Run
 
@@ -28,20 +29,13 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Run)}
 
 
 def json_number(x) -> float | int | bool | None:
-    """A JSON value for a numpy/python scalar; non-finite floats become null."""
-    x = x.item() if hasattr(x, "item") else x
-    if isinstance(x, bool | np.bool_):
-        return bool(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    return float(x) if math.isfinite(x) else None
+    """A JSON value for a numpy/python scalar; non-finite floats become null (the project's one
+    JSON rule, `provenance.json_safe`)."""
+    return provenance.json_safe(x.item() if hasattr(x, "item") else x)
 
 
 def json_value(a) -> Any:
-    a = np.asarray(a)
-    if a.ndim == 0:
-        return json_number(a)
-    return [json_value(v) for v in a]
+    return provenance.json_safe(np.asarray(a))
 
 
 def run_records(
@@ -173,12 +167,12 @@ def heatmap_grid(
     return tfs, tbs, mat
 
 
-def best_cell(mat: np.ndarray, direction: str) -> tuple[int, int]:
-    """(row, column) of the best finite cell of `mat` (NaN cells never win)."""
+def best_cell(mat: np.ndarray, direction: str) -> tuple[int, ...]:
+    """Index of the best cell of `mat`, a grid of any rank ((row, column) of a (tau_f, tau_b)
+    grid); NaN cells never win."""
     flat = np.where(np.isnan(mat), -np.inf if direction == "max" else np.inf, mat)
     best = np.argmax(flat) if direction == "max" else np.argmin(flat)
-    row, col = np.unravel_index(best, mat.shape)
-    return int(row), int(col)
+    return tuple(int(i) for i in np.unravel_index(best, mat.shape))
 
 
 def seed_values(runs: list[dict[str, Any]], row: dict[str, Any], metric: str) -> dict[int, float]:
