@@ -115,26 +115,27 @@ def tiny_task_and_data():
     return cae.make_task(config), data
 
 
-def test_training_is_the_engines_and_segments_do_not_change_it():
-    """The protocol trains through `sweep.train.make_fns` in three segments (to read the first
-    and last windows' losses): the parameters equal those of one segment over every step, and
+@pytest.mark.parametrize("steps", [30, 25])  # 10 windows of 3; 12 windows of 2 and 1 step
+def test_training_is_the_engines_and_segments_do_not_change_it(steps):
+    """The protocol trains through `sweep.train.make_fns` in segments of one window (to read
+    the first and last windows' losses): the parameters equal those of one segment over every step, and
     the initial parameters those of the engine's init."""
     from dst_jax.sweep import grid
     from dst_jax.sweep.train import make_fns
 
     task, data = tiny_task_and_data()
-    settings = protocol.Settings(train_steps=30, lr=1e-2, prng="threefry2x32")
+    settings = protocol.Settings(train_steps=steps, lr=1e-2, prng="threefry2x32")
     p_init, p_trained, record = protocol.train(task, data, settings)
-    assert record["steps"] == 30 and record["loss_window"] == 3
+    assert record["steps"] == steps and record["loss_window"] == steps // 10
     assert np.isfinite(record["loss_first"]) and np.isfinite(record["loss_last"])
     assert np.isfinite(record["test"]["test_loss"])
 
     run = grid.Run(settings.train_estimator, 0.5, 1.0, settings.seed, settings.lr)
     hp = {k: jnp.asarray(v[0]) for k, v in grid.hparams_array([run], 1).items()}
-    init, segment = make_fns(task, E.REGISTRY[settings.train_estimator], 30, prng="threefry2x32")
+    init, segment = make_fns(task, E.REGISTRY[settings.train_estimator], steps, prng="threefry2x32")
     state = jax.jit(init)(hp, data)
     p_engine_init = state.params
-    state, metrics = jax.jit(segment, static_argnums=4)(state, hp, data, jnp.int32(0), 30)
+    state, metrics = jax.jit(segment, static_argnums=4)(state, hp, data, jnp.int32(0), steps)
     for got, want in zip(jax.tree.leaves(p_trained), jax.tree.leaves(state.params), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     for got, want in zip(jax.tree.leaves(p_init), jax.tree.leaves(p_engine_init), strict=True):
@@ -153,3 +154,16 @@ def test_no_training_keeps_the_initial_parameters():
     assert p_trained is p_init
     assert record["loss_first"] is None and record["loss_last"] is None
     json.dumps(record)  # the record is JSON as it stands
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["--train-steps", "-1"], "--train-steps"), (["--taus", "1,-2"], "--taus")],
+)
+def test_bad_settings_are_a_one_line_error(tmp_path, capsys, flags, named):
+    from dst_jax.experiments import gradients as command
+
+    assert command.main(["cae", "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())

@@ -18,6 +18,7 @@ Keys: the engine derives the initial parameters, the minibatch order and the tra
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -129,9 +130,9 @@ def train(
     steps of the sweep engine's trainer with the training estimator at (train_tau_f,
     train_tau_b).
 
-    The steps run as segments of the engine (first window, middle, last window), so the record
-    holds the mean training loss of the first and the last `loss_window` steps; the test split
-    is evaluated once, after the last step. Raises FloatingPointError if training diverged.
+    The steps run as the engine's segments of `loss_window` steps (one compiled program), so
+    the record holds the mean training loss of the first and the last window; the test split is
+    evaluated once, after the last step. Raises FloatingPointError if training diverged.
     """
     steps = settings.train_steps
     run = grid.Run(
@@ -160,7 +161,12 @@ def train(
     if steps == 0:
         return params_init, params_init, record
     run_segment = jax.jit(segment, static_argnums=4)
-    bounds = sorted({0, min(window, steps), max(steps - window, 0), steps})
+    # Segments of `window` steps (one compiled program), the remainder of the division second,
+    # so the first and the last segment are the two windows.
+    lengths = [window] * (steps // window)
+    if steps % window:
+        lengths.insert(1, steps % window)
+    bounds = [0, *itertools.accumulate(lengths)]
     losses = []
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):
         state, metrics = run_segment(state, hp, data, jnp.int32(start), end - start)

@@ -129,7 +129,7 @@ def summary_markdown(doc: dict) -> str:
         f"{', '.join(f'{t:g}' for t in s['taus'])}; trained checkpoint: {s['train_steps']} Adam "
         f"steps (lr {s['lr']:g}, batch {s['batch_size']}, beta {s['beta']:g}) with "
         f"{s['train_estimator']} at tau_f = {s['train_tau_f']:g}, tau_b = {s['train_tau_b']:g}. "
-        f"Wall time {doc['wall_s']:.0f} s on {doc['machine'].get('cpu_model', '?')} "
+        f"Wall time {doc['wall_s']:.0f} s on {doc['machine'].get('cpu_model') or '?'} "
         f"({doc['machine']['platform']}, {doc['machine']['host_cpus']} CPUs).",
         "",
         "Metrics are means over images of the relative bias |mean - g| / |g|, the relative "
