@@ -327,6 +327,9 @@ def test_smoke_end_to_end(tmp_path, shared_data_dir):
                     assert values.shape == tuple(est["shape"]), (name, m)
                     assert np.isfinite(values).all(), (name, ckpt, ref, m)
     assert {"machine", "versions", "settings", "wall_s", "command", "claim", "best"} <= set(doc)
+    # The provenance record every output file holds (`dst_jax.provenance.record`).
+    assert {"git_commit", "git_dirty", "created_utc"} <= set(doc)
+    assert doc["training"]["trainer"] == "dst_jax.sweep.train.make_fns"
     png = b"\x89PNG\r\n\x1a\n"
     two = [e.name for e in E.REGISTRY if e.discrete and e.n_temperatures == 2]
     for name in two:

@@ -118,8 +118,8 @@ def tiny_task_and_data():
 @pytest.mark.parametrize("steps", [30, 25])  # 10 windows of 3; 12 windows of 2 and 1 step
 def test_training_is_the_engines_and_segments_do_not_change_it(steps):
     """The protocol trains through `sweep.train.make_fns` in segments of one window (to read
-    the first and last windows' losses): the parameters equal those of one segment over every step, and
-    the initial parameters those of the engine's init."""
+    the first and last windows' losses): the parameters equal those of one segment over every
+    step, and the initial parameters those of the engine's init."""
     from dst_jax.sweep import grid
     from dst_jax.sweep.train import make_fns
 

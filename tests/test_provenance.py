@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from dst_jax import provenance, runner
 from dst_jax.sweep import results
@@ -90,3 +91,17 @@ def test_benchmark_documents_carry_the_record():
     assert RECORD_KEYS <= set(doc)
     assert doc["task"] == "sbn" and doc["rate"] is None
     json.dumps(doc, allow_nan=False)
+
+
+@pytest.mark.slow
+def test_a_sweeps_timing_json_holds_the_record(tmp_path):
+    import dataclasses
+
+    from test_sweep import SWEEP, TASK
+
+    sweep = dataclasses.replace(SWEEP, estimators=("decoupled_st",), seeds=1)
+    runner.run_sweep(TASK, sweep, str(tmp_path), progress=False, log=lambda *a: None)
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert RECORD_KEYS <= set(timing)
+    assert EARLIER_MACHINE_KEYS <= set(timing["machine"])
+    assert timing["versions"]["jax"] == timing["machine"]["jax"]
