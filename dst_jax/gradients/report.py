@@ -222,26 +222,34 @@ def summary_markdown(doc: dict) -> str:
         )
     lines += ["", "## Verdict", ""]
     lines += verdict_lines(doc["claim"])
-    lines += [
-        "",
-        "## Bias against sampling error",
-        "",
-        f"An unbiased estimator's mean of N = {s['draws']} draws misses g by sampling error "
-        "alone, about spread / sqrt(N); the noise ratio bias sqrt(N) / spread (median over "
-        "images) is then near 1, and grows like sqrt(N) for a biased one. Each row is the "
-        "estimator's cell with the lowest ratio; RLOO (score-function, "
-        f"{s['score_samples']} samples per draw) is unbiased for the tau1 reference.",
-        "",
-        "| estimator | checkpoint | reference | cell (tau_f, tau_b) | bias | spread | "
-        "spread / sqrt(N) | noise ratio |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in doc.get("bias_vs_noise", []):
-        lines.append(
-            f"| {row['estimator']} | {row['checkpoint']} | {row['reference']} | "
-            f"({row['tau_f']:g}, {row['tau_b']:g}) | {row['bias']:.3g} | {row['spread']:.3g} | "
-            f"{row['sampling_error']:.3g} | {row['noise_ratio']:.3g} |"
-        )
+    # Folders written before the noise-ratio analysis existed have no rows: no empty section.
+    if doc.get("bias_vs_noise"):
+        lines += [
+            "",
+            "## Bias against sampling error",
+            "",
+            f"An unbiased estimator's mean of N = {s['draws']} draws misses g by sampling error "
+            "alone, about spread / sqrt(N); the noise ratio bias sqrt(N) / spread (median over "
+            "images) is then near 1, and grows like sqrt(N) for a biased one. Each row is the "
+            "estimator's cell with the lowest ratio"
+            + (
+                # Folders written before the score-function estimator existed have no such setting.
+                f"; RLOO (score-function, {s['score_samples']} samples per draw) is unbiased for "
+                "the tau1 reference."
+                if "score_samples" in s
+                else "."
+            ),
+            "",
+            "| estimator | checkpoint | reference | cell (tau_f, tau_b) | bias | spread | "
+            "spread / sqrt(N) | noise ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in doc.get("bias_vs_noise", []):
+            lines.append(
+                f"| {row['estimator']} | {row['checkpoint']} | {row['reference']} | "
+                f"({row['tau_f']:g}, {row['tau_b']:g}) | {row['bias']:.3g} | {row['spread']:.3g} | "
+                f"{row['sampling_error']:.3g} | {row['noise_ratio']:.3g} |"
+            )
     return "\n".join(lines) + "\n"
 
 
