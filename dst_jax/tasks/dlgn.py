@@ -56,7 +56,7 @@ import optax
 from dst_jax import estimators, logic
 from dst_jax.estimators import Estimator
 from dst_jax.tasks import common
-from dst_jax.tasks.base import Metrics, PyTree
+from dst_jax.tasks.base import Batch, Hparams, Metrics, PyTree, TaskBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +124,11 @@ def build_data(
     tables of the hidden layers are padded to a common fan-out F with the out-of-range index 2N
     (read as zero).
     """
-    data = common.make_splits(config, train_x, train_y, test_x, test_y)
+    return add_wiring(config, common.make_splits(config, train_x, train_y, test_x, test_y))
+
+
+def add_wiring(config: Config, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with every layer's wiring tables added (see `build_data`)."""
     in_dim = int(np.shape(data["train_x"])[-1])
     tables = []
     for layer in range(config.layers):
@@ -148,7 +152,13 @@ def build_data(
     return data
 
 
-class DLGNTask:
+@dataclasses.dataclass(frozen=True)
+class DLGNTask(TaskBase):
+    """The `dlgn` task: implements `dst_jax.tasks.base.Task` (see that module's conventions).
+    Its wiring tables are the task's fixed arrays (`Batch.fixed`)."""
+
+    config: Config = Config()
+
     name = "dlgn"
     unit_form = "categorical"
     accepts_relaxation = True
@@ -161,19 +171,13 @@ class DLGNTask:
     }
     heatmap_metrics = ("test_acc", "gate_perplexity")
     histograms = {"gate_hist": logic.GATE_NAMES}
-
-    def __init__(self, config: Config):
-        self.config = config
+    input_encoding = "threshold"
 
     # -- data --------------------------------------------------------------------------------
     def load_data(self, data_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        from dst_jax.data import pipeline
-
         cfg = self.config
-        train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "threshold")
-        test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "threshold")
-        data = build_data(cfg, train_x, train_y, test_x, test_y)
-        info = {**info, "split_sizes": common.split_sizes(data)}
+        data, info = common.load_data(cfg, data_dir, self.input_encoding)
+        data = add_wiring(cfg, data)
         info.update(wiring=cfg.wiring, wiring_seed=cfg.wiring_seed)
         # Which sampler each estimator actually draws with (see `sampler_of`).
         info["sampler_by_estimator"] = {
@@ -313,10 +317,13 @@ class DLGNTask:
         samples = self._train_samples(params, key, estimator, tau_f, tau_b, batch)
         return [logic.gate_coefficients(z) for z in samples]
 
-    def loss(self, params, key, x, y, data, estimator, tau_f, tau_b) -> tuple[jax.Array, Metrics]:
-        batch = x.shape[0] if self.config.per_example_samples else None
-        coefs = self._train_coefs(params, key, estimator, tau_f, tau_b, batch)
-        logits_BxC = self.forward(coefs, x, data)
+    def loss(
+        self, params: PyTree, key: jax.Array, batch: Batch, hp: Hparams
+    ) -> tuple[jax.Array, Metrics]:
+        x, y = batch.x, _labels(batch)
+        n_batch = x.shape[0] if self.config.per_example_samples else None
+        coefs = self._train_coefs(params, key, hp.estimator, hp.tau_f, hp.tau_b, n_batch)
+        logits_BxC = self.forward(coefs, x, batch.fixed)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y).mean()
         return loss, {"acc": (logits_BxC.argmax(-1) == y).mean()}
 
@@ -353,13 +360,15 @@ class DLGNTask:
 
         return jax.vmap(counts)(list(gates))
 
-    def evaluate(self, params, key, x, y, data, estimator, tau_f, tau_b) -> Metrics:
+    def evaluate(self, params: PyTree, key: jax.Array, batch: Batch, hp: Hparams) -> Metrics:
         """`acc` from the bit-packed argmax-gate network; `acc_train_mode` bit-packed too where
         the sampled network is Boolean (a discrete estimator, one sample per neuron shared by
         the split), else from the float network (the relaxation, `per_example_samples`), in
         slices of `eval_batch_size`. Both equal the float network's predictions exactly.
 
-        `x` holds {0, 1} inputs (the bit-packed paths read nonzero as 1)."""
+        `batch.x` holds {0, 1} inputs (the bit-packed paths read nonzero as 1)."""
+        x, y, data = batch.x, _labels(batch), batch.fixed
+        estimator, tau_f, tau_b = hp.estimator, hp.tau_f, hp.tau_b
         cfg = self.config
         n = x.shape[0]
         k_shared, k_slices = jax.random.split(key)
@@ -391,13 +400,20 @@ class DLGNTask:
         metrics["acc_train_mode"] = hits_train / n
         return metrics
 
-    def param_metrics(self, params) -> Metrics:
+    def param_metrics(self, params: PyTree) -> Metrics:
         counts = self.gate_counts(params)
         return {"gate_perplexity": common.perplexity(counts), "gate_hist": counts / counts.sum()}
 
-    def figure_arrays(self, params, data) -> dict[str, jax.Array]:
+    def figure_arrays(self, params: PyTree, data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         return {"gate_hist": self.gate_histogram(params)}
 
 
-def make_task(config: Config) -> DLGNTask:
-    return DLGNTask(config)
+def _labels(batch: Batch) -> jax.Array:
+    if batch.y is None:
+        raise ValueError("the dlgn task is a classifier: its data need labels (<split>_y)")
+    return batch.y
+
+
+def make_task(config: Config | None = None) -> DLGNTask:
+    """Build the `dlgn` task from its `Config` (defaults when None)."""
+    return DLGNTask(config if config is not None else Config())
