@@ -1,8 +1,8 @@
 """Task registry: `make(name, config)` builds a task for the sweep engine.
 
 Each task module defines a frozen `Config` dataclass and a task class implementing
-`dst_jax.tasks.base.Task` (a frozen dataclass over `TaskBase` with one field, `config`). Modules are imported lazily so that importing one task never pays for
-the others.
+`dst_jax.tasks.base.Task` (a frozen dataclass over `TaskBase` with one field, `config`).
+Modules are imported lazily so that importing one task never pays for the others.
 """
 
 from __future__ import annotations
