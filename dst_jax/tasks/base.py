@@ -201,12 +201,14 @@ class TaskBase:
     # How `load_data` hands the pixels over (`dst_jax.data.pipeline.device_split`): "unit",
     # floats in [0, 1]; "threshold", the binary thresholded channels.
     input_encoding: ClassVar[str] = "unit"
+    # False: `load_data` drops the labels (an unsupervised task; `batch.y` is then None).
+    reads_labels: ClassVar[bool] = True
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """`config.dataset`'s train and test splits, cut by the config (`common.load_data`)."""
         from dst_jax.tasks import common
 
-        return common.load_data(self.config, data_dir, self.input_encoding)
+        return common.load_data(self.config, data_dir, self.input_encoding, self.reads_labels)
 
     def param_metrics(self, params: PyTree) -> Metrics:
         return {}
