@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import jax
 
@@ -132,22 +132,38 @@ def fixed_arrays(data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
 class Task(Protocol):
     """What the sweep engine needs from a task. See the module docstring for conventions."""
 
-    name: str  # "sbn", "cae", "dlgn"
+    # Read-only attributes (class attributes or dataclass fields alike).
+    @property
+    def name(self) -> str:  # "sbn", "cae", "dlgn"
+        ...
+
     # A frozen dataclass of the task's hyperparameters; the engine reads `config.batch_size`.
-    config: Any
-    unit_form: Literal["categorical", "bernoulli"]
-    accepts_relaxation: bool
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def unit_form(self) -> Literal["categorical", "bernoulli"]: ...
+
+    @property
+    def accepts_relaxation(self) -> bool: ...
 
     # `headline_metric` (a split metric, e.g. "acc") picks the best config on the selection
     # split and is reported on the test split; `heatmap_metrics` (results keys, e.g.
     # "test_acc") get a (tau_f, tau_b) heatmap each.
-    headline_metric: str
-    metric_directions: Mapping[str, Direction]
-    heatmap_metrics: tuple[str, ...]
+    @property
+    def headline_metric(self) -> str: ...
+
+    @property
+    def metric_directions(self) -> Mapping[str, Direction]: ...
+
+    @property
+    def heatmap_metrics(self) -> tuple[str, ...]: ...
+
     # Final arrays that are histograms over named bins (results key -> bin names, e.g.
     # "gate_hist" -> the 16 gate names): summaries tabulate and figures draw them for the best
     # config of each estimator.
-    histograms: Mapping[str, tuple[str, ...]]
+    @property
+    def histograms(self) -> Mapping[str, tuple[str, ...]]: ...
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
         """Load and preprocess the task's data once, as device arrays.
@@ -190,19 +206,20 @@ class TaskBase:
     must have `batch_size`; `dataset` and `common.SplitConfig`'s fields for the default
     `load_data`)."""
 
+    # Class attributes (not dataclass fields: this base is no dataclass); see `Task`.
     config: Any
-    name: ClassVar[str]
-    unit_form: ClassVar[Literal["categorical", "bernoulli"]] = "categorical"
-    accepts_relaxation: ClassVar[bool] = False
-    headline_metric: ClassVar[str]
-    metric_directions: ClassVar[Mapping[str, Direction]] = {}
-    heatmap_metrics: ClassVar[tuple[str, ...]] = ()
-    histograms: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    name: str
+    unit_form: Literal["categorical", "bernoulli"] = "categorical"
+    accepts_relaxation: bool = False
+    headline_metric: str
+    metric_directions: Mapping[str, Direction] = {}
+    heatmap_metrics: tuple[str, ...] = ()
+    histograms: Mapping[str, tuple[str, ...]] = {}
     # How `load_data` hands the pixels over (`dst_jax.data.pipeline.device_split`): "unit",
     # floats in [0, 1]; "threshold", the binary thresholded channels.
-    input_encoding: ClassVar[str] = "unit"
+    input_encoding: str = "unit"
     # False: `load_data` drops the labels (an unsupervised task; `batch.y` is then None).
-    reads_labels: ClassVar[bool] = True
+    reads_labels: bool = True
 
     def load_data(self, data_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """`config.dataset`'s train and test splits, cut by the config (`common.load_data`)."""

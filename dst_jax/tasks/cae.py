@@ -42,7 +42,6 @@ import dataclasses
 import math
 import types
 from collections.abc import Callable, Mapping
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +50,7 @@ import numpy as np
 from dst_jax import estimators as estimator_lib
 from dst_jax import estimators_recent
 from dst_jax.tasks import common
-from dst_jax.tasks.base import Batch, Direction, Hparams, Metrics, TaskBase
+from dst_jax.tasks.base import Batch, Hparams, Metrics, TaskBase
 
 Params = dict[str, list[dict[str, jax.Array]]]
 # Maps encoder logits (B, L, C) to one-hot codes of the same shape.
@@ -312,7 +311,7 @@ class CAETask(TaskBase):
     unit_form = "categorical"
     accepts_score_function = True
     headline_metric = "loss"
-    metric_directions: ClassVar[Mapping[str, Direction]] = types.MappingProxyType(
+    metric_directions = types.MappingProxyType(
         {
             "loss": "min",
             "loss_det": "min",

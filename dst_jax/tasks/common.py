@@ -144,9 +144,10 @@ def load_data(
 
     train_x, train_y, info = pipeline.device_split(config.dataset, "train", data_dir, encoding)
     test_x, test_y, _ = pipeline.device_split(config.dataset, "test", data_dir, encoding)
-    if not labels:
-        train_y = test_y = None
-    data = make_splits(config, train_x, train_y, test_x, test_y)
+    if labels:
+        data = make_splits(config, train_x, train_y, test_x, test_y)
+    else:
+        data = make_splits(config, train_x, None, test_x, None)
     return data, {**info, "split_sizes": split_sizes(data)}
 
 
