@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dst_jax import estimators as E
-from dst_jax.sweep import train
+from dst_jax.sweep import grid, train
 from dst_jax.sweep.engine import train_runs
 from dst_jax.sweep.grid import Run
 from dst_jax.tasks import cae, common, dlgn, sbn
@@ -161,3 +161,18 @@ def test_train_metrics_are_the_value_at_the_evaluation_step():
     want = [float(train.temperatures(hp, jnp.asarray(t), 20)[0]) for t in (9, 19)]
     np.testing.assert_allclose(out.runs[0]["curve"]["train_tau_f"], want, rtol=1e-6)
     assert out.runs[0]["final"]["train_tau_f"] == pytest.approx(want[1], rel=1e-6)
+
+
+def test_train_metrics_can_be_the_interval_mean():
+    """`make_fns(train_metrics="mean")`: a segment's train metrics are the mean over its steps
+    (the annealed tau_f of steps 0..9), for a smoother curve than one minibatch."""
+    task = Regression()
+    data = jax.tree.map(jnp.asarray, task.load_data(None)[0])
+    run = Run("decoupled_st", 2.0, 1.0, 0, 0.1, tau_schedule="linear", tau_f_final=0.5)
+    hp = {k: jnp.asarray(v[0]) for k, v in grid.hparams_array([run], 1).items()}
+    init, segment = train.make_fns(task, E.REGISTRY["decoupled_st"], 20, train_metrics="mean")
+    _, metrics = segment(init(hp, data), hp, data, jnp.int32(0), 10)
+    taus = [float(train.temperatures(hp, jnp.asarray(t), 20)[0]) for t in range(10)]
+    assert float(metrics["train_tau_f"]) == pytest.approx(np.mean(taus), rel=1e-6)
+    with pytest.raises(ValueError, match="train_metrics must be 'last' or 'mean'"):
+        train.make_fns(task, E.REGISTRY["decoupled_st"], 20, train_metrics="median")

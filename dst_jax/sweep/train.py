@@ -87,11 +87,16 @@ def make_fns(
     *,
     test_at: str = "every",
     prng: str = "threefry2x32",
+    train_metrics: str = "last",
 ):
     """(init, segment) for one configuration of `task` trained with `estimator` (an entry of
     `dst_jax.estimators.REGISTRY`) for `total_steps` steps. `test_at="end"` evaluates the test
-    split only in the segment that ends at `total_steps` (its metrics are NaN before)."""
+    split only in the segment that ends at `total_steps` (its metrics are NaN before).
+    A segment's `train_*` metrics are those of its last step (`train_metrics="last"`, what a
+    sweep records) or their mean over its steps (`"mean"`, a smoother training curve)."""
     batch_size = task.config.batch_size
+    if train_metrics not in ("last", "mean"):
+        raise ValueError(f"train_metrics must be 'last' or 'mean', got {train_metrics!r}")
     if test_at not in ("every", "end"):
         raise ValueError(f"test_at must be 'every' or 'end', got {test_at!r}")
 
@@ -153,9 +158,12 @@ def make_fns(
         steps = start + jnp.arange(n_steps, dtype=jnp.int32)
         state, per_step = jax.lax.scan(step, state, steps)
         end = start + n_steps
-        # Training metrics at the segment's last step: the value at the evaluation's step,
-        # as every other metric of that evaluation.
-        metrics = {k: v[-1] for k, v in per_step.items()}
+        # By default the training metrics at the segment's last step: the value at the
+        # evaluation's step, as every other metric of that evaluation.
+        if train_metrics == "mean":
+            metrics = {k: v.mean() for k, v in per_step.items()}
+        else:
+            metrics = {k: v[-1] for k, v in per_step.items()}
         if "val_x" in data:
             metrics.update(evaluate(state.params, hp, data, "val", end))
         if test_at == "every":
