@@ -25,6 +25,7 @@ from benchmarks.common import ESTIMATOR, GRID, Setup, clock, make_runs, training
 from dst_jax import estimators
 from dst_jax.data import pipeline
 from dst_jax.sweep import engine
+from dst_jax.tasks.base import Batch, Hparams, fixed_arrays
 
 
 def grid_engine(setup: Setup, n_configs: int, steps: int) -> dict[str, Any]:
@@ -88,12 +89,8 @@ def make_single_step(setup: Setup):
         (loss, _), grads = jax.value_and_grad(task.loss, has_aux=True)(
             params,
             jax.random.fold_in(k_train, t),
-            data["train_x"][idx],
-            data["train_y"][idx],
-            data,
-            estimators.REGISTRY[ESTIMATOR],
-            hp["tau_f"],
-            hp["tau_b"],
+            Batch(data["train_x"][idx], data["train_y"][idx], fixed_arrays(data)),
+            Hparams(estimators.REGISTRY[ESTIMATOR], hp["tau_f"], hp["tau_b"]),
         )
         updates, opt_state = optax.adam(hp["lr"]).update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, order, loss

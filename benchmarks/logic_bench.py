@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import glob
 import importlib
+import inspect
 import io
 import os
 import sys
@@ -52,6 +53,7 @@ import optax
 from benchmarks.common import ESTIMATOR, Setup, clock, environment, json_document, make_setup
 from dst_jax import estimators, logic
 from dst_jax.tasks import dlgn
+from dst_jax.tasks.base import Batch, Hparams, fixed_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 SDIST_GLOBS = (".device_data/difflogic-*/", ".device_data/difflogic-*.tar.gz")
@@ -193,7 +195,7 @@ def _jax_rows(setup: Setup, repeats: int) -> list[dict[str, Any]]:
         rows.append(_row(label, f"layer {n}->{n} fwd+bwd", b, t))
 
         def net_loss(p, key, x, y, data, est=est):
-            return task.loss(p, key, x, y, data, est, TAU_F, TAU_B)[0]
+            return _task_loss(task, p, key, x, y, data, est)
 
         net = jax.jit(jax.grad(net_loss))
         t = _time_jax(net, (params, key, x_batch, y_batch, data), repeats)
@@ -327,13 +329,19 @@ class StepProgram:
     key: jax.Array
 
 
+def _task_loss(task, params, key, x, y, data, estimator):
+    """The scalar loss of `task` (this checkout's, or a baseline's of either task contract)."""
+    if len(inspect.signature(task.loss).parameters) == 4:  # loss(params, key, batch, hp)
+        batch = Batch(x, y, fixed_arrays(data))
+        return task.loss(params, key, batch, Hparams(estimator, TAU_F, TAU_B))[0]
+    return task.loss(params, key, x, y, data, estimator, TAU_F, TAU_B)[0]
+
+
 def _train_step(task, estimator, lr):
     opt = optax.adam(lr)
 
     def step(params, opt_state, key, x, y, data):
-        grads = jax.grad(lambda p: task.loss(p, key, x, y, data, estimator, TAU_F, TAU_B)[0])(
-            params
-        )
+        grads = jax.grad(lambda p: _task_loss(task, p, key, x, y, data, estimator))(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 

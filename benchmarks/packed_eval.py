@@ -36,6 +36,7 @@ import numpy as np
 
 from dst_jax import estimators, logic
 from dst_jax.tasks import common, dlgn
+from dst_jax.tasks.base import Hparams, split_batch
 
 FLOAT_SLICE = 500  # the dlgn task's eval_batch_size
 TAU = 1.0
@@ -126,8 +127,7 @@ def main(argv=None):
 
     @jax.jit
     def packed_evaluate(params, key, data):
-        x, y = data["test_x"], data["test_y"]
-        return task.evaluate(params, key, x, y, data, est, TAU, TAU)
+        return task.evaluate(params, key, split_batch(data, "test"), Hparams(est, TAU, TAU))
 
     @jax.jit
     def packed_predictions(params, key, data):

@@ -17,7 +17,9 @@ import pytest
 from benchmarks import common, floor, logic_bench
 from benchmarks import run as bench_run
 from benchmarks.common import GRID, LOOP, TORCH
+from dst_jax import estimators
 from dst_jax.tasks import dlgn
+from dst_jax.tasks.base import Batch, Hparams, fixed_arrays
 
 try:
     import torch  # noqa: F401
@@ -257,7 +259,8 @@ def test_torch_models_compute_the_jax_tasks_losses(one_torch_thread):
                 lin.bias.copy_(_to_torch(p["b"]).reshape(-1))
         got = model.loss(torch.as_tensor(x), torch.as_tensor(y).long(), tiny, 1.0).item()
         if name == "sbn":
-            logits = setup.task.forward(params, None, x, "decoupled_st", 1.0, 1.0)
+            hp = Hparams(estimators.REGISTRY["decoupled_st"], 1.0, 1.0)
+            logits = setup.task.forward(params, None, x, hp)
             want = float(-jax.nn.log_softmax(logits)[np.arange(8), y].mean())
         else:
             bce, kl, _ = cae_lib.forward(params, x, cae_lib._argmax_codes)
@@ -279,7 +282,10 @@ def test_torch_models_compute_the_jax_tasks_losses(one_torch_thread):
             p_t.copy_(_to_torch(p_j))
     got = net.loss(torch.as_tensor(x), torch.as_tensor(y).long(), 1.0, 1.0).item()
     want, _ = setup.task.loss(
-        params, jax.random.PRNGKey(1), x, y, data, "softmax_relaxation", 1.0, 1.0
+        params,
+        jax.random.PRNGKey(1),
+        Batch(x, y, fixed_arrays(data)),
+        Hparams(estimators.REGISTRY["softmax_relaxation"], 1.0, 1.0),
     )
     assert got == pytest.approx(float(want), rel=1e-4)
 

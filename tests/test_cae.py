@@ -17,6 +17,7 @@ import pytest
 from dst_jax import estimators as E
 from dst_jax.sweep import SweepConfig, grid
 from dst_jax.tasks import cae
+from dst_jax.tasks.base import Batch, Hparams, split_batch
 
 TINY = cae.Config(encoder=(7,), latents=3, classes=4, decoder=(5,), beta=0.7, eval_batch_size=4)
 D = 16  # pixels of the tiny test images (a 4x4 "image")
@@ -124,7 +125,7 @@ def test_task_loss_matches_numpy():
     bce_np, kl_np, _ = _np_terms(p, x, codes)
     task = cae.make_task(TINY)
     loss, aux = task.loss(
-        params, jax.random.PRNGKey(1), x, None, {}, ARGMIN, jnp.float32(1), jnp.float32(1)
+        params, jax.random.PRNGKey(1), Batch(x), Hparams(ARGMIN, jnp.float32(1), jnp.float32(1))
     )
     np.testing.assert_allclose(loss, np.mean(bce_np + 0.7 * kl_np), rtol=1e-5)
     np.testing.assert_allclose(aux["bce"], bce_np.mean(), rtol=1e-5)
@@ -147,12 +148,8 @@ def test_reconstruction_gradient_reaches_the_encoder(estimator):
             lambda p: task.loss(
                 p,
                 jax.random.PRNGKey(2),
-                x,
-                None,
-                {},
-                E.REGISTRY[estimator],
-                jnp.float32(1.5),
-                jnp.float32(0.5),
+                Batch(x),
+                Hparams(E.REGISTRY[estimator], jnp.float32(1.5), jnp.float32(0.5)),
             )[0]
         )
     )(params)
@@ -196,7 +193,7 @@ def test_evaluate_vmaps_over_temperatures():
     ev = jax.jit(
         jax.vmap(
             lambda tf: task.evaluate(
-                params, jax.random.PRNGKey(0), x, None, {}, decoupled, tf, jnp.float32(1)
+                params, jax.random.PRNGKey(0), Batch(x), Hparams(decoupled, tf, jnp.float32(1))
             )
         )
     )
@@ -282,7 +279,7 @@ def test_rloo_loss_gives_the_exact_encoder_gradient_in_expectation():
     def bias_grad(key, name):
         def loss(b):
             p = {**params, "encoder": [*params["encoder"][:-1], {**params["encoder"][-1], "b": b}]}
-            return task.loss(p, key, x, None, {}, E.REGISTRY[name], 1.0, 1.0)[0]
+            return task.loss(p, key, Batch(x), Hparams(E.REGISTRY[name], 1.0, 1.0))[0]
 
         return jax.grad(loss)(params["encoder"][-1]["b"])
 
@@ -294,7 +291,7 @@ def test_rloo_loss_gives_the_exact_encoder_gradient_in_expectation():
     assert np.max(np.abs(st.mean(0) - exact)) > 5 * se.max()
     # The value: the mean BCE of the S codes drawn with split(key, S), no surrogate in it.
     key = jax.random.PRNGKey(1)
-    value = task.loss(params, key, x, None, {}, E.REGISTRY["rloo"], 1.0, 1.0)[0]
+    value = task.loss(params, key, Batch(x), Hparams(E.REGISTRY["rloo"], 1.0, 1.0))[0]
     logits = cae.encode(params, x)
     draw = E.get("rloo")
     drawn = [draw(k, logits, 1.0, 1.0)[0].argmax(-1) for k in jax.random.split(key, 3)]
@@ -384,12 +381,8 @@ def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
         lambda key: task.evaluate(
             task.init_params(key, data),
             key,
-            data["test_x"],
-            data["test_y"],
-            data,
-            E.REGISTRY["decoupled_st"],
-            1.0,
-            1.0,
+            split_batch(data, "test"),
+            Hparams(E.REGISTRY["decoupled_st"], 1.0, 1.0),
         )["loss"]
     )(jax.random.PRNGKey(0))
     for run in out.runs:

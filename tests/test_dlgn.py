@@ -13,6 +13,7 @@ from dst_jax import estimators as E
 from dst_jax import logic, tasks
 from dst_jax.sweep import Run, grid, train_runs
 from dst_jax.tasks import dlgn
+from dst_jax.tasks.base import Batch, Hparams, fixed_arrays, split_batch
 
 # The 16 gates on Boolean numpy arrays, written from their names (independent of the 16x4 table).
 NP_GATES = {
@@ -72,10 +73,15 @@ SMALL = dlgn.Config(
 )
 
 
+def args(x, y, data, estimator, tau_f, tau_b):
+    """`Task.loss`'s and `Task.evaluate`'s (batch, hp) from the arrays and the estimator."""
+    return Batch(x, y, fixed_arrays(data)), Hparams(estimator, tau_f, tau_b)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _evaluate(task, params, data, estimator, tau_f, tau_b):
-    x, y = data["test_x"], data["test_y"]
-    metrics = task.evaluate(params, jax.random.key(9), x, y, data, estimator, tau_f, tau_b)
+    batch = split_batch(data, "test")
+    metrics = task.evaluate(params, jax.random.key(9), batch, Hparams(estimator, tau_f, tau_b))
     return {**metrics, **task.param_metrics(params)}
 
 
@@ -156,11 +162,14 @@ def test_binary_inputs_read_packed_equal_float_inputs(per_example):
     params = task.init_params(jax.random.key(0), data)
     x, y = data["train_x"][:40], data["train_y"][:40]
     assert x.dtype == jnp.uint8
-    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True), static_argnums=5)
+    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True))
     est = E.REGISTRY["decoupled_st"]
-    (l_bits, _), g_bits = loss_and_grad(params, jax.random.key(1), x, y, data, est, 0.5, 2.0)
+    key = jax.random.key(1)
+    (l_bits, _), g_bits = loss_and_grad(params, key, *args(x, y, data, est, 0.5, 2.0))
     xf = x.astype(jnp.float32)
-    (l_float, _), g_float = loss_and_grad(params, jax.random.key(1), xf, y, data, est, 0.5, 2.0)
+    (l_float, _), g_float = loss_and_grad(
+        params, jax.random.key(1), *args(xf, y, data, est, 0.5, 2.0)
+    )
     assert float(l_bits) == pytest.approx(float(l_float), rel=1e-6)
     for a, b in zip(g_bits["gate_logits"], g_float["gate_logits"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -172,9 +181,9 @@ def test_loss_gradient_reaches_every_layer(per_example):
     task, data = make(config)
     params = task.init_params(jax.random.key(0), data)
     x, y = data["train_x"][:16], data["train_y"][:16]
-    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True), static_argnums=5)
+    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True))
     (loss, aux), grads = loss_and_grad(
-        params, jax.random.key(1), x, y, data, E.REGISTRY["decoupled_st"], 0.5, 2.0
+        params, jax.random.key(1), *args(x, y, data, E.REGISTRY["decoupled_st"], 0.5, 2.0)
     )
     assert np.isfinite(float(loss)) and 0 <= float(aux["acc"]) <= 1
     for g in grads["gate_logits"]:
@@ -313,9 +322,9 @@ def test_inverse_cdf_sampler_trains_every_layer(per_example):
     task, data = make(config)
     params = task.init_params(jax.random.key(0), data)
     x, y = data["train_x"][:16], data["train_y"][:16]
-    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True), static_argnums=5)
+    loss_and_grad = jax.jit(jax.value_and_grad(task.loss, has_aux=True))
     (loss, _), grads = loss_and_grad(
-        params, jax.random.key(1), x, y, data, E.REGISTRY["decoupled_st"], 0.5, 2.0
+        params, jax.random.key(1), *args(x, y, data, E.REGISTRY["decoupled_st"], 0.5, 2.0)
     )
     assert np.isfinite(float(loss))
     for g in grads["gate_logits"]:
@@ -348,14 +357,14 @@ def test_packed_evaluation_equals_the_float_network(name, sampler):
     config = dlgn.Config(**{**SMALL.__dict__, "sampler": sampler})
     task, data = make(config)
     est = E.REGISTRY[name]
-    run = jax.jit(task.evaluate, static_argnums=5)
+    run = jax.jit(task.evaluate)
     ref = jax.jit(functools.partial(float_metrics, task), static_argnums=5)
     x, y = data["test_x"], data["test_y"]
     for seed in range(3):
         params = task.init_params(jax.random.key(seed), data)
         key = jax.random.key(10 + seed)
         # tau_f = 5: most sampled gates differ from the argmax gates.
-        got = run(params, key, x, y, data, est, 5.0, 1.0)
+        got = run(params, key, *args(x, y, data, est, 5.0, 1.0))
         want = ref(params, key, x, y, data, est, 5.0, 1.0)
         assert {k: float(v) for k, v in got.items()} == {k: float(v) for k, v in want.items()}
 
@@ -369,7 +378,7 @@ def test_per_example_samples_keep_the_float_train_mode():
     params = task.init_params(jax.random.key(2), data)
     x, y = data["test_x"], data["test_y"]
     key = jax.random.key(3)
-    got = jax.jit(task.evaluate, static_argnums=5)(params, key, x, y, data, est, 5.0, 1.0)
+    got = jax.jit(task.evaluate)(params, key, *args(x, y, data, est, 5.0, 1.0))
     want = jax.jit(functools.partial(float_metrics, task), static_argnums=5)(
         params, key, x, y, data, est, 5.0, 1.0
     )
@@ -410,7 +419,7 @@ def test_evaluate_under_vmap_over_a_grid_of_configs(small):
     x, y = data["test_x"], data["test_y"]
 
     def one(p, k, tf, tb):
-        return task.evaluate(p, k, x, y, data, est, tf, tb)
+        return task.evaluate(p, k, *args(x, y, data, est, tf, tb))
 
     grid = jax.jit(jax.vmap(one))(params, keys, tau_f, tau_b)
     for i in range(3):

@@ -168,11 +168,11 @@ class PeakTask:
     def init_params(self, key, data):
         return jnp.zeros(())
 
-    def loss(self, params, key, x, y, data, estimator, tau_f, tau_b):
-        return jnp.mean((params - x) ** 2), {}
+    def loss(self, params, key, batch, hp):
+        return jnp.mean((params - batch.x) ** 2), {}
 
-    def evaluate(self, params, key, x, y, data, estimator, tau_f, tau_b):
-        return {"score": -((jnp.log(tau_f) - jnp.log(0.2)) ** 2) + 0 * params}
+    def evaluate(self, params, key, batch, hp):
+        return {"score": -((jnp.log(hp.tau_f) - jnp.log(0.2)) ** 2) + 0 * params}
 
     def param_metrics(self, params):
         return {}

@@ -35,10 +35,11 @@ import optax
 from dst_jax.data import pipeline
 from dst_jax.estimators import Estimator
 from dst_jax.sweep import schedules
+from dst_jax.tasks import base as task_api
 from dst_jax.tasks.base import Task
 
-# Evaluation splits, in the order they are evaluated; a task's data holds `<split>_x/_y` for
-# those it has.
+# Evaluation splits, in the order they are evaluated; a task's data holds `<split>_x` (and
+# `<split>_y` where it has labels) for those it has.
 EVAL_SPLITS = ("val", "test")
 
 Hparams = dict[str, jax.Array]  # scalars per config (grid.hparams_array)
@@ -86,11 +87,16 @@ def make_fns(
     *,
     test_at: str = "every",
     prng: str = "threefry2x32",
+    train_metrics: str = "last",
 ):
     """(init, segment) for one configuration of `task` trained with `estimator` (an entry of
     `dst_jax.estimators.REGISTRY`) for `total_steps` steps. `test_at="end"` evaluates the test
-    split only in the segment that ends at `total_steps` (its metrics are NaN before)."""
+    split only in the segment that ends at `total_steps` (its metrics are NaN before).
+    A segment's `train_*` metrics are those of its last step (`train_metrics="last"`, what a
+    sweep records) or their mean over its steps (`"mean"`, a smoother training curve)."""
     batch_size = task.config.batch_size
+    if train_metrics not in ("last", "mean"):
+        raise ValueError(f"train_metrics must be 'last' or 'mean', got {train_metrics!r}")
     if test_at not in ("every", "end"):
         raise ValueError(f"test_at must be 'every' or 'end', got {test_at!r}")
 
@@ -109,8 +115,8 @@ def make_fns(
     def evaluate(params, hp, data, split: str, end: jax.Array):
         tau_f, tau_b = temperatures(hp, end, total_steps)
         key = _eval_key(_keys(hp["seed"], prng), split, end)
-        x, y = data[f"{split}_x"], data[f"{split}_y"]
-        metrics = task.evaluate(params, key, x, y, data, estimator, tau_f, tau_b)
+        batch = task_api.split_batch(data, split)
+        metrics = task.evaluate(params, key, batch, task_api.Hparams(estimator, tau_f, tau_b))
         return {f"{split}_{k}": v for k, v in metrics.items()}
 
     def segment(state: TrainState, hp: Hparams, data, start: jax.Array, n_steps: int):
@@ -122,18 +128,16 @@ def make_fns(
             idx, order = pipeline.batch_indices(
                 keys["data"], t, state.order, n=n, batch_size=batch_size
             )
-            x, y = data["train_x"][idx], data["train_y"][idx]
+            y = data["train_y"][idx] if "train_y" in data else None
+            batch = task_api.Batch(data["train_x"][idx], y, task_api.fixed_arrays(data))
             tau_f, tau_b = temperatures(hp, t, total_steps)
             (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(
                 state.params,
                 jax.random.fold_in(keys["train"], t),
-                x,
-                y,
-                data,
-                estimator,
-                tau_f,
-                tau_b,
+                batch,
+                task_api.Hparams(estimator, tau_f, tau_b),
             )
+            aux = task_api.checked_metrics(task, "loss", aux)
             updates, opt_state = opt.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
@@ -154,7 +158,12 @@ def make_fns(
         steps = start + jnp.arange(n_steps, dtype=jnp.int32)
         state, per_step = jax.lax.scan(step, state, steps)
         end = start + n_steps
-        metrics = {k: v.mean() for k, v in per_step.items()}
+        # By default the training metrics at the segment's last step: the value at the
+        # evaluation's step, as every other metric of that evaluation.
+        if train_metrics == "mean":
+            metrics = {k: v.mean() for k, v in per_step.items()}
+        else:
+            metrics = {k: v[-1] for k, v in per_step.items()}
         if "val_x" in data:
             metrics.update(evaluate(state.params, hp, data, "val", end))
         if test_at == "every":
@@ -166,7 +175,9 @@ def make_fns(
             metrics.update(
                 jax.lax.cond(end == total_steps, lambda: test(end), lambda: _nan_like(test, end))
             )
-        metrics.update(task.param_metrics(state.params))
+        metrics.update(
+            task_api.checked_metrics(task, "param_metrics", task.param_metrics(state.params))
+        )
         return state, metrics
 
     return init, segment

@@ -1,8 +1,8 @@
 """Task registry: `make(name, config)` builds a task for the sweep engine.
 
 Each task module defines a frozen `Config` dataclass and a task class implementing
-`dst_jax.tasks.base.Task`. Modules are imported lazily so that importing one task never pays for
-the others.
+`dst_jax.tasks.base.Task` (a frozen dataclass over `TaskBase` with one field, `config`).
+Modules are imported lazily so that importing one task never pays for the others.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from dst_jax.tasks.base import Task, direction
+from dst_jax.tasks.base import Batch, Hparams, Task, TaskBase, direction
 
 _MODULES = {"sbn": "dst_jax.tasks.sbn", "cae": "dst_jax.tasks.cae", "dlgn": "dst_jax.tasks.dlgn"}
 TASK_NAMES = tuple(_MODULES)
@@ -28,4 +28,4 @@ def make(name: str, config: Any | None = None) -> Task:
     return mod.make_task(config if config is not None else mod.Config())
 
 
-__all__ = ["TASK_NAMES", "Task", "direction", "make", "module"]
+__all__ = ["TASK_NAMES", "Batch", "Hparams", "Task", "TaskBase", "direction", "make", "module"]

@@ -42,7 +42,6 @@ import dataclasses
 import math
 import types
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -50,10 +49,8 @@ import numpy as np
 
 from dst_jax import estimators as estimator_lib
 from dst_jax import estimators_recent
-from dst_jax.data import pipeline
-from dst_jax.estimators import Estimator
 from dst_jax.tasks import common
-from dst_jax.tasks.base import Direction, Metrics
+from dst_jax.tasks.base import Batch, Hparams, Metrics, TaskBase
 
 Params = dict[str, list[dict[str, jax.Array]]]
 # Maps encoder logits (B, L, C) to one-hot codes of the same shape.
@@ -267,8 +264,7 @@ def evaluate_codes(
             "usage_det": jnp.einsum("e,elc->lc", w_E, z_det_ExLxC),
         }
 
-    y_N = jnp.zeros((n,), jnp.int32)  # an autoencoder has no labels
-    sums = common.sliced_sums(slice_sums, key, x_NxD, y_N, eval_batch_size)
+    sums = common.sliced_sums(slice_sums, key, x_NxD, None, eval_batch_size)
     bce, kl = sums["bce"] / n, sums["kl"] / n
     perplexity_L = code_perplexity(sums["usage"])
     return {
@@ -304,17 +300,18 @@ def code_grid(params: Params, x_NxD: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class CAETask:
-    """The `cae` task: implements `dst_jax.tasks.base.Task` (see that module's conventions)."""
+class CAETask(TaskBase):
+    """The `cae` task: implements `dst_jax.tasks.base.Task` (see that module's conventions).
+
+    An autoencoder: it reads no labels (`batch.y` is ignored and may be None)."""
 
     config: Config = Config()
 
     name = "cae"
     unit_form = "categorical"
-    accepts_relaxation = False
     accepts_score_function = True
     headline_metric = "loss"
-    metric_directions: ClassVar[Mapping[str, Direction]] = types.MappingProxyType(
+    metric_directions = types.MappingProxyType(
         {
             "loss": "min",
             "loss_det": "min",
@@ -326,56 +323,27 @@ class CAETask:
         }
     )
     heatmap_metrics = ("test_loss", "test_perplexity")
-    histograms: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-
-    def _sampler(self, estimator: Estimator, tau_f: jax.Array, tau_b: jax.Array):
-        sample = estimator.uniform(self.unit_form)
-        return lambda key, logits: sample(key, logits, tau_f, tau_b)
-
-    def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
-        """MNIST splits (train, validation held out of train, test), flattened to (N, 784)
-        float32 in [0, 1] (`common.make_splits`)."""
-        cfg = self.config
-        train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "unit")
-        test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "unit")
-        data = common.make_splits(cfg, train_x, train_y, test_x, test_y)
-        return data, {**info, "split_sizes": common.split_sizes(data)}
 
     def init_params(self, key: jax.Array, data: Mapping[str, jax.Array]) -> Params:
         return init_params(key, self.config, data["train_x"].shape[-1])
 
     def loss(
-        self,
-        params: Params,
-        key: jax.Array,
-        x: jax.Array,
-        y: jax.Array,
-        data: Mapping[str, jax.Array],
-        estimator: Estimator,
-        tau_f: jax.Array,
-        tau_b: jax.Array,
+        self, params: Params, key: jax.Array, batch: Batch, hp: Hparams
     ) -> tuple[jax.Array, Metrics]:
-        """Mean over the minibatch x (B, D) of BCE + beta * KL; the labels y are unused."""
-        del y, data
-        if estimator.score_function:
-            return self._score_function_loss(params, key, x, estimator, tau_f, tau_b)
-        sample = self._sampler(estimator, tau_f, tau_b)
-        bce_B, kl_B, _ = forward(params, x, lambda logits: sample(key, logits))
+        """Mean over the minibatch x (B, D) of BCE + beta * KL; labels are not read."""
+        if hp.estimator.score_function:
+            return self._score_function_loss(params, key, batch.x, hp)
+        sample = hp.sampler(self.unit_form)
+        bce_B, kl_B, _ = forward(params, batch.x, lambda logits: sample(key, logits))
         loss = jnp.mean(bce_B + self.config.beta * kl_B)
         return loss, {"bce": jnp.mean(bce_B), "kl": jnp.mean(kl_B)}
 
     def _score_function_loss(
-        self,
-        params: Params,
-        key: jax.Array,
-        x_BxD: jax.Array,
-        estimator: Estimator,
-        tau_f: jax.Array,
-        tau_b: jax.Array,
+        self, params: Params, key: jax.Array, x_BxD: jax.Array, hp: Hparams
     ) -> tuple[jax.Array, Metrics]:
         """The loss with RLOO's gradient for the encoder (see the module docstring)."""
         n_samples = self.config.score_samples
-        sample = self._sampler(estimator, tau_f, tau_b)
+        sample = hp.sampler(self.unit_form)
         logits_BxLxC = encode(params, x_BxD)
         # The samples carry no gradient; the encoder's comes from their log-probabilities.
         z_SxBxLxC = jax.lax.stop_gradient(
@@ -392,29 +360,16 @@ class CAETask:
         loss = jnp.mean(per_image_B + self.config.beta * kl_B)
         return loss, {"bce": jnp.mean(bce_B), "kl": jnp.mean(kl_B)}
 
-    def evaluate(
-        self,
-        params: Params,
-        key: jax.Array,
-        x: jax.Array,
-        y: jax.Array,
-        data: Mapping[str, jax.Array],
-        estimator: Estimator,
-        tau_f: jax.Array,
-        tau_b: jax.Array,
-    ) -> Metrics:
-        """Metrics of one split; see `evaluate_codes` (the labels y are unused)."""
+    def evaluate(self, params: Params, key: jax.Array, batch: Batch, hp: Hparams) -> Metrics:
+        """Metrics of one split; see `evaluate_codes` (labels are not read)."""
         return evaluate_codes(
             params,
             key,
-            x,
-            self._sampler(estimator, tau_f, tau_b),
+            batch.x,
+            hp.sampler(self.unit_form),
             self.config.beta,
             self.config.eval_batch_size,
         )
-
-    def param_metrics(self, params: Params) -> Metrics:
-        return {}
 
     def figure_arrays(self, params: Params, data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """`code_grid` (L, C, D): what each code decodes to (see `code_grid`), on the test split."""

@@ -20,20 +20,24 @@ PyTree = Any
 
 def subset(x: Any, y: Any, k: int | None, seed: int | None, what: str = "split") -> tuple[Any, Any]:
     """k examples of (x, y): the first k (`seed=None`), or k chosen by a seeded permutation and
-    kept in their original order. `k=None` keeps the split whole.
+    kept in their original order. `k=None` keeps the split whole; `y=None` (no labels) stays None.
 
     Raises:
       ValueError: if k exceeds the split's size (a silent clamp would hide a typo).
     """
-    n = int(np.shape(y)[0])
+    n = int(np.shape(x)[0])
     if k is None:
         return x, y
     if not 1 <= k <= n:
         raise ValueError(f"a subset of {k} examples of the {what} needs 1 <= k <= {n}")
     if seed is None:
-        return x[:k], y[:k]
+        return x[:k], _rows(y, slice(0, k))
     idx = np.sort(np.random.default_rng(seed).permutation(n)[:k])
-    return x[idx], y[idx]
+    return x[idx], _rows(y, idx)
+
+
+def _rows(y: Any, idx: Any) -> Any:
+    return None if y is None else y[idx]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +85,9 @@ class SplitConfig:
 
 def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, Any, Any, Any]:
     """(train_x, train_y, val_x, val_y): `round(fraction * N)` examples, chosen by a permutation
-    seeded by `seed`, held out; both parts keep their original order."""
-    n = int(np.shape(y)[0])
+    seeded by `seed`, held out; both parts keep their original order. `y=None` (no labels)
+    gives None labels."""
+    n = int(np.shape(x)[0])
     n_val = int(round(fraction * n))
     if n_val == 0:
         # An empty validation split has no metrics to select on (and would divide by zero).
@@ -96,13 +101,13 @@ def split_validation(x: Any, y: Any, fraction: float, seed: int) -> tuple[Any, A
         )
     perm = np.random.default_rng(seed).permutation(n)
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    return x[train], y[train], x[val], y[val]
+    return x[train], _rows(y, train), x[val], _rows(y, val)
 
 
 def make_splits(config: SplitConfig, train_x, train_y, test_x, test_y) -> dict[str, Any]:
     """The evaluation and training splits of a task's `data` dict: subsets first, then the
     validation split cut from the training examples (`SplitConfig`). No `val_*` entries when
-    `val_fraction` is 0."""
+    `val_fraction` is 0; no `<split>_y` entries when the labels are None (unlabelled data)."""
     train_x, train_y = subset(
         train_x, train_y, config.train_subset, config.subset_seed, "train split"
     )
@@ -115,12 +120,35 @@ def make_splits(config: SplitConfig, train_x, train_y, test_x, test_y) -> dict[s
             train_x, train_y, config.val_fraction, config.val_seed
         )
         data.update(val_x=val_x, val_y=val_y)
-    return {"train_x": train_x, "train_y": train_y, **data}
+    data = {"train_x": train_x, "train_y": train_y, **data}
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def split_sizes(data: dict[str, Any]) -> dict[str, int]:
     """{split: number of examples} of a data dict, for results' provenance."""
-    return {k[: -len("_y")]: int(np.shape(v)[0]) for k, v in data.items() if k.endswith("_y")}
+    return {k[: -len("_x")]: int(np.shape(v)[0]) for k, v in data.items() if _is_split_x(k)}
+
+
+def _is_split_x(name: str) -> bool:
+    return name in ("train_x", "val_x", "test_x")
+
+
+def load_data(
+    config: Any, data_dir: str | None, encoding: str = "unit", labels: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A task's `(data, info)` from `config.dataset`'s train and test splits
+    (`dst_jax.data.pipeline.device_split` with `encoding`), cut by the config (`make_splits`,
+    `config` a `SplitConfig`). `labels=False` drops the labels (an unsupervised task's data).
+    `info` is the data's provenance with the sizes of the splits."""
+    from dst_jax.data import pipeline
+
+    train_x, train_y, info = pipeline.device_split(config.dataset, "train", data_dir, encoding)
+    test_x, test_y, _ = pipeline.device_split(config.dataset, "test", data_dir, encoding)
+    if labels:
+        data = make_splits(config, train_x, train_y, test_x, test_y)
+    else:
+        data = make_splits(config, train_x, None, test_x, None)
+    return data, {**info, "split_sizes": split_sizes(data)}
 
 
 def pad_to_slices(x_NxD: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
@@ -134,32 +162,34 @@ def pad_to_slices(x_NxD: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
 
 
 def sliced_sums(
-    fn: Callable[[jax.Array, jax.Array, jax.Array, jax.Array], PyTree],
+    fn: Callable[[jax.Array, jax.Array, Any, jax.Array], PyTree],
     key: jax.Array,
     x_NxD: jax.Array,
-    y_N: jax.Array,
+    y_N: jax.Array | None,
     size: int,
 ) -> PyTree:
     """Sum over the whole split of `fn(key_s, x_ExD, y_E, w_E)`, evaluated slice by slice.
 
     `fn` returns sums over its slice weighted by the row mask `w_E` (1 for real rows, 0 for
-    padding), as a pytree of arrays. A `lax.scan` keeps one slice of activations alive at a time
-    (times the width of a vmapped grid), so evaluation memory does not grow with the split.
-    Slice s gets the key `split(key, S)[s]`.
+    padding), as a pytree of arrays; `y_E` is None when `y_N` is (data without labels). A
+    `lax.scan` keeps one slice of activations alive at a time (times the width of a vmapped
+    grid), so evaluation memory does not grow with the split. Slice s gets the key
+    `split(key, S)[s]`.
     """
     n = x_NxD.shape[0]
     size = min(size, n)
     x_SxExD, w_SxE = pad_to_slices(x_NxD, size)
-    y_SxE, _ = pad_to_slices(y_N, size)
+    y_SxE = None if y_N is None else pad_to_slices(y_N, size)[0]
     keys = jax.random.split(key, x_SxExD.shape[0])
 
     def step(total, inputs):
         x, y, w, k = inputs
         return jax.tree.map(jnp.add, total, fn(k, x, y, w)), None
 
+    y_first = None if y_SxE is None else y_SxE[0]
     zeros = jax.tree.map(
         lambda s: jnp.zeros(s.shape, s.dtype),
-        jax.eval_shape(fn, keys[0], x_SxExD[0], y_SxE[0], w_SxE[0]),
+        jax.eval_shape(fn, keys[0], x_SxExD[0], y_first, w_SxE[0]),
     )
     total, _ = jax.lax.scan(step, zeros, (x_SxExD, y_SxE, w_SxE, keys))
     return total

@@ -26,7 +26,7 @@ The wiring is drawn once on the host from `wiring_seed` in `load_data` and share
 grid; its int32 tables travel in the `data` dict, never as closed-over constants:
 `wiring_in` (2N,) and `wiring_inv_in` (D, F) for the first layer (a-inputs, then b-inputs; the
 inverse table serves the gather's backward), `wiring_hidden` (L-1, 2N) and `wiring_inv_hidden`
-(L-1, N, F) for the others (see `DLGNTask.forward`).
+(L-1, N, F) for the others (`logic.network`).
 
 Metrics of an evaluation split:
 - `acc`: the discretised network (argmax gate per neuron, exact Boolean evaluation); ties in
@@ -56,7 +56,7 @@ import optax
 from dst_jax import estimators, logic
 from dst_jax.estimators import Estimator
 from dst_jax.tasks import common
-from dst_jax.tasks.base import Metrics, PyTree
+from dst_jax.tasks.base import Batch, Hparams, Metrics, PyTree, TaskBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,31 +124,27 @@ def build_data(
     tables of the hidden layers are padded to a common fan-out F with the out-of-range index 2N
     (read as zero).
     """
-    data = common.make_splits(config, train_x, train_y, test_x, test_y)
+    return add_wiring(config, common.make_splits(config, train_x, train_y, test_x, test_y))
+
+
+def add_wiring(config: Config, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with every layer's wiring tables added (`logic.network_tables`)."""
     in_dim = int(np.shape(data["train_x"])[-1])
-    tables = []
-    for layer in range(config.layers):
-        idx_2xN = logic.make_wiring(
-            np.random.SeedSequence([config.wiring_seed, layer]).generate_state(1)[0],
-            in_dim,
-            config.width,
-            cast(logic.Scheme, config.wiring),  # Config checks it is one of the schemes
-        )
-        tables.append(logic.wiring_tables(idx_2xN, in_dim))
-        in_dim = config.width
-    data["wiring_in"], data["wiring_inv_in"] = tables[0]
-    k = 2 * config.width
-    fan_out = max([inv.shape[1] for _, inv in tables[1:]], default=1)
-    # With one layer these are empty (0, ...) arrays.
-    data["wiring_hidden"] = np.zeros((config.layers - 1, k), np.int32)
-    data["wiring_inv_hidden"] = np.full((config.layers - 1, config.width, fan_out), k, np.int32)
-    for layer, (idx, inv) in enumerate(tables[1:]):
-        data["wiring_hidden"][layer] = idx
-        data["wiring_inv_hidden"][layer, :, : inv.shape[1]] = inv
+    # Config checks that `wiring` is one of the schemes.
+    scheme = cast(logic.Scheme, config.wiring)
+    data.update(
+        logic.network_tables(in_dim, config.layers, config.width, scheme, config.wiring_seed)
+    )
     return data
 
 
-class DLGNTask:
+@dataclasses.dataclass(frozen=True)
+class DLGNTask(TaskBase):
+    """The `dlgn` task: implements `dst_jax.tasks.base.Task` (see that module's conventions).
+    Its wiring tables are the task's fixed arrays (`Batch.fixed`)."""
+
+    config: Config = Config()
+
     name = "dlgn"
     unit_form = "categorical"
     accepts_relaxation = True
@@ -161,19 +157,13 @@ class DLGNTask:
     }
     heatmap_metrics = ("test_acc", "gate_perplexity")
     histograms = {"gate_hist": logic.GATE_NAMES}
-
-    def __init__(self, config: Config):
-        self.config = config
+    input_encoding = "threshold"
 
     # -- data --------------------------------------------------------------------------------
     def load_data(self, data_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        from dst_jax.data import pipeline
-
         cfg = self.config
-        train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "threshold")
-        test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "threshold")
-        data = build_data(cfg, train_x, train_y, test_x, test_y)
-        info = {**info, "split_sizes": common.split_sizes(data)}
+        data, info = common.load_data(cfg, data_dir, self.input_encoding)
+        data = add_wiring(cfg, data)
         info.update(wiring=cfg.wiring, wiring_seed=cfg.wiring_seed)
         # Which sampler each estimator actually draws with (see `sampler_of`).
         info["sampler_by_estimator"] = {
@@ -255,51 +245,12 @@ class DLGNTask:
         data: Mapping[str, jax.Array],
         hidden_in_scan: bool = False,
     ) -> jax.Array:
-        """Class logits (B, n_classes) from per-layer coefficients (N, 4) or (N, B, 4).
-
-        `x_BxD`: {0, 1} inputs, integer or bool (the task's data: read bit-packed by the first
-        layer, `logic.packed_input_layer`, nonzero as 1), or floats in [0, 1]. Activations are
-        neuron-major (N, B) inside (see `logic.logic_layer`), and so is the GroupSum
-        (`logic.group_sum_neuron_major`).
-
-        Hidden layers: unrolled (training) or, with `hidden_in_scan=True`, in a `lax.scan`
-        (evaluation). XLA (CPU) drops `optimization_barrier`s before fusion and fuses layer l
-        into the gathers of layer l+1, each of which then recomputes it: in a forward-only
-        program nothing else materialises the layers, and the unrolled float evaluation of
-        4 x 12,000 took 1.2-1.5x the time of the scan, whose steps materialise every layer's
-        output. In training the backward's use of each gathered input materialises it anyway,
-        while a scan stacks its residuals (a copy of every layer's input per step, and a
-        zero-filled buffer for the stacked gradients): the unrolled layers are faster there.
-        """
-        if len(coefs) != data["wiring_hidden"].shape[0] + 1:
-            raise ValueError(
-                f"{len(coefs)} layers of coefficients for a wiring of "
-                f"{data['wiring_hidden'].shape[0] + 1} layers; build data and params from the "
-                f"same Config"
-            )
-        if jnp.issubdtype(x_BxD.dtype, jnp.integer) or x_BxD.dtype == jnp.bool_:
-            # Binary data (the task's uint8 bits) enter packed, 32 examples per word.
-            h_NxB = logic.packed_input_layer(
-                logic.pack_bits(x_BxD), coefs[0], data["wiring_in"], x_BxD.shape[0]
-            )
-        else:
-            h_NxB = logic.logic_layer(
-                logic.neuron_major(x_BxD), coefs[0], data["wiring_in"], data["wiring_inv_in"]
-            )
-        hidden = (data["wiring_hidden"], data["wiring_inv_hidden"])
-        if hidden_in_scan and len(coefs) > 1:
-            h_NxB, _ = jax.lax.scan(
-                lambda h, layer: (logic.logic_layer(h, *layer), None),
-                h_NxB,
-                (jnp.stack(coefs[1:]), *hidden),
-            )
-        else:
-            for layer in range(1, len(coefs)):
-                h_NxB = logic.logic_layer(
-                    h_NxB, coefs[layer], hidden[0][layer - 1], hidden[1][layer - 1]
-                )
+        """Class logits (B, n_classes) from per-layer coefficients (N, 4) or (N, B, 4) and the
+        wiring tables in `data` (`logic.network_forward` with this config's GroupSum)."""
         cfg = self.config
-        return logic.group_sum_neuron_major(h_NxB, cfg.n_classes, cfg.group_sum_tau)
+        return logic.network_forward(
+            coefs, x_BxD, data, cfg.n_classes, cfg.group_sum_tau, hidden_in_scan
+        )
 
     def _train_samples(self, params, key, estimator, tau_f, tau_b, batch=None):
         logits = params["gate_logits"]
@@ -313,10 +264,13 @@ class DLGNTask:
         samples = self._train_samples(params, key, estimator, tau_f, tau_b, batch)
         return [logic.gate_coefficients(z) for z in samples]
 
-    def loss(self, params, key, x, y, data, estimator, tau_f, tau_b) -> tuple[jax.Array, Metrics]:
-        batch = x.shape[0] if self.config.per_example_samples else None
-        coefs = self._train_coefs(params, key, estimator, tau_f, tau_b, batch)
-        logits_BxC = self.forward(coefs, x, data)
+    def loss(
+        self, params: PyTree, key: jax.Array, batch: Batch, hp: Hparams
+    ) -> tuple[jax.Array, Metrics]:
+        x, y = batch.x, _labels(batch)
+        n_batch = x.shape[0] if self.config.per_example_samples else None
+        coefs = self._train_coefs(params, key, hp.estimator, hp.tau_f, hp.tau_b, n_batch)
+        logits_BxC = self.forward(coefs, x, batch.fixed)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y).mean()
         return loss, {"acc": (logits_BxC.argmax(-1) == y).mean()}
 
@@ -353,13 +307,15 @@ class DLGNTask:
 
         return jax.vmap(counts)(list(gates))
 
-    def evaluate(self, params, key, x, y, data, estimator, tau_f, tau_b) -> Metrics:
+    def evaluate(self, params: PyTree, key: jax.Array, batch: Batch, hp: Hparams) -> Metrics:
         """`acc` from the bit-packed argmax-gate network; `acc_train_mode` bit-packed too where
         the sampled network is Boolean (a discrete estimator, one sample per neuron shared by
         the split), else from the float network (the relaxation, `per_example_samples`), in
         slices of `eval_batch_size`. Both equal the float network's predictions exactly.
 
-        `x` holds {0, 1} inputs (the bit-packed paths read nonzero as 1)."""
+        `batch.x` holds {0, 1} inputs (the bit-packed paths read nonzero as 1)."""
+        x, y, data = batch.x, _labels(batch), batch.fixed
+        estimator, tau_f, tau_b = hp.estimator, hp.tau_f, hp.tau_b
         cfg = self.config
         n = x.shape[0]
         k_shared, k_slices = jax.random.split(key)
@@ -391,13 +347,20 @@ class DLGNTask:
         metrics["acc_train_mode"] = hits_train / n
         return metrics
 
-    def param_metrics(self, params) -> Metrics:
+    def param_metrics(self, params: PyTree) -> Metrics:
         counts = self.gate_counts(params)
         return {"gate_perplexity": common.perplexity(counts), "gate_hist": counts / counts.sum()}
 
-    def figure_arrays(self, params, data) -> dict[str, jax.Array]:
+    def figure_arrays(self, params: PyTree, data: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         return {"gate_hist": self.gate_histogram(params)}
 
 
-def make_task(config: Config) -> DLGNTask:
-    return DLGNTask(config)
+def _labels(batch: Batch) -> jax.Array:
+    if batch.y is None:
+        raise ValueError("the dlgn task is a classifier: its data need labels (<split>_y)")
+    return batch.y
+
+
+def make_task(config: Config | None = None) -> DLGNTask:
+    """Build the `dlgn` task from its `Config` (defaults when None)."""
+    return DLGNTask(config if config is not None else Config())

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from dst_jax import estimators
-from dst_jax.estimators import Estimator
 from dst_jax.tasks import common
-from dst_jax.tasks.base import Metrics, PyTree
+from dst_jax.tasks.base import Batch, Hparams, Metrics, PyTree, TaskBase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,27 +61,17 @@ class Config(common.SplitConfig):
             )
 
 
-class SBNTask:
+@dataclasses.dataclass(frozen=True)
+class SBNTask(TaskBase):
+    """The `sbn` task: implements `dst_jax.tasks.base.Task` (see that module's conventions)."""
+
+    config: Config = Config()
+
     name = "sbn"
     unit_form = "bernoulli"
-    accepts_relaxation = False
     headline_metric = "acc_stoch"
     metric_directions = {"acc_stoch": "max", "acc_det": "max", "loss": "min", "acc": "max"}
     heatmap_metrics = ("test_acc_stoch", "test_acc_det")
-    histograms: ClassVar[Mapping[str, tuple[str, ...]]] = {}
-
-    def __init__(self, config: Config):
-        self.config = config
-
-    # -- data --------------------------------------------------------------------------------
-    def load_data(self, data_dir: str | None) -> tuple[dict[str, jax.Array], dict[str, Any]]:
-        from dst_jax.data import pipeline
-
-        cfg = self.config
-        train_x, train_y, info = pipeline.device_split(cfg.dataset, "train", data_dir, "unit")
-        test_x, test_y, _ = pipeline.device_split(cfg.dataset, "test", data_dir, "unit")
-        data = common.make_splits(cfg, train_x, train_y, test_x, test_y)
-        return data, {**info, "split_sizes": common.split_sizes(data)}
 
     # -- model -------------------------------------------------------------------------------
     def init_params(self, key: jax.Array, data: Mapping[str, jax.Array]) -> PyTree:
@@ -96,32 +84,29 @@ class SBNTask:
         ]
 
     def forward(
-        self,
-        params: PyTree,
-        key: jax.Array | None,
-        x_BxD: jax.Array,
-        estimator: Estimator,
-        tau_f: jax.Array,
-        tau_b: jax.Array,
+        self, params: PyTree, key: jax.Array | None, x_BxD: jax.Array, hp: Hparams
     ) -> jax.Array:
         """Class logits (B, 10). `key=None` gives the deterministic forward, h = 1[a > 0]."""
-        sample = estimator.uniform(self.unit_form)
+        sample = hp.sampler(self.unit_form)
         h_BxH = x_BxD
         for i, layer in enumerate(params[:-1]):
             a_BxH = h_BxH @ layer["w"] + layer["b"]
             if key is None:
                 h_BxH = estimators.bernoulli_mode(a_BxH)
             else:
-                h_BxH = sample(jax.random.fold_in(key, i), a_BxH, tau_f, tau_b)
+                h_BxH = sample(jax.random.fold_in(key, i), a_BxH)
         return h_BxH @ params[-1]["w"] + params[-1]["b"]
 
-    def loss(self, params, key, x, y, data, estimator, tau_f, tau_b) -> tuple[jax.Array, Metrics]:
-        logits_BxC = self.forward(params, key, x, estimator, tau_f, tau_b)
+    def loss(
+        self, params: PyTree, key: jax.Array, batch: Batch, hp: Hparams
+    ) -> tuple[jax.Array, Metrics]:
+        logits_BxC = self.forward(params, key, batch.x, hp)
+        y = _labels(batch)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y).mean()
         acc = (logits_BxC.argmax(-1) == y).mean()
         return loss, {"acc": acc}
 
-    def evaluate(self, params, key, x, y, data, estimator, tau_f, tau_b) -> Metrics:
+    def evaluate(self, params: PyTree, key: jax.Array, batch: Batch, hp: Hparams) -> Metrics:
         cfg = self.config
 
         def slice_sums(k, x_ExD, y_E, w_E):
@@ -129,7 +114,7 @@ class SBNTask:
             # that of a single forward pass, which matters once a whole grid is vmapped over it.
             def one_sample(carry, sk):
                 probs_ExC, ce_E = carry
-                logits_ExC = self.forward(params, sk, x_ExD, estimator, tau_f, tau_b)
+                logits_ExC = self.forward(params, sk, x_ExD, hp)
                 probs_ExC = probs_ExC + jax.nn.softmax(logits_ExC, -1)
                 ce_E = ce_E + optax.softmax_cross_entropy_with_integer_labels(logits_ExC, y_E)
                 return (probs_ExC, ce_E), None
@@ -137,27 +122,28 @@ class SBNTask:
             zeros = (jnp.zeros((x_ExD.shape[0], cfg.n_classes)), jnp.zeros((x_ExD.shape[0],)))
             sample_keys = jax.random.split(k, cfg.n_eval_samples)
             (probs_ExC, ce_E), _ = jax.lax.scan(one_sample, zeros, sample_keys)
-            det_ExC = self.forward(params, None, x_ExD, estimator, tau_f, tau_b)
+            det_ExC = self.forward(params, None, x_ExD, hp)
             return {
                 "stoch": jnp.sum(w_E * (probs_ExC.argmax(-1) == y_E)),
                 "det": jnp.sum(w_E * (det_ExC.argmax(-1) == y_E)),
                 "ce": jnp.sum(w_E * ce_E) / cfg.n_eval_samples,
             }
 
-        n = x.shape[0]
-        sums = common.sliced_sums(slice_sums, key, x, y, cfg.eval_batch_size)
+        n = batch.x.shape[0]
+        sums = common.sliced_sums(slice_sums, key, batch.x, _labels(batch), cfg.eval_batch_size)
         return {
             "acc_stoch": sums["stoch"] / n,
             "acc_det": sums["det"] / n,
             "loss": sums["ce"] / n,
         }
 
-    def param_metrics(self, params) -> Metrics:
-        return {}
 
-    def figure_arrays(self, params, data) -> dict[str, jax.Array]:
-        return {}
+def _labels(batch: Batch) -> jax.Array:
+    if batch.y is None:
+        raise ValueError("the sbn task is a classifier: its data need labels (<split>_y)")
+    return batch.y
 
 
-def make_task(config: Config) -> SBNTask:
-    return SBNTask(config)
+def make_task(config: Config | None = None) -> SBNTask:
+    """Build the `sbn` task from its `Config` (defaults when None)."""
+    return SBNTask(config if config is not None else Config())
