@@ -144,7 +144,10 @@ def train(
     )
     hp = {k: jnp.asarray(v[0]) for k, v in grid.hparams_array([run], 1).items()}
     entry = estimator_lib.REGISTRY[settings.train_estimator]
-    init, segment = make_fns(task, entry, max(steps, 1), test_at="end", prng=settings.prng)
+    # The window losses are means over each segment's steps, not the last step's loss.
+    init, segment = make_fns(
+        task, entry, max(steps, 1), test_at="end", prng=settings.prng, train_metrics="mean"
+    )
     state = jax.jit(init)(hp, data)
     params_init = state.params
     window = max(1, min(100, steps // 10))
