@@ -2,7 +2,7 @@
 
 Committed sweep results depend on the exact Gumbel draws and the exact arithmetic of every
 estimator: the same key and logits must give the same sample and the same gradient, to the last
-bit, whatever the code's layout. `tests/data/estimator_stream.npz` holds one sample and one VJP of
+bit, whatever the code's layout (under the suite's XLA flags, conftest.py). `tests/data/estimator_stream.npz` holds one sample and one VJP of
 every registered estimator (both forms, options, the given-sample forms under both samplers, and
 two jit-compiled programs) for fixed keys, logits and cotangents; this test recomputes them.
 Regenerate the file (`python tests/test_estimators_stream.py --write`) only for a change that is
@@ -11,15 +11,22 @@ meant to change the stream, and say so in the commit.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
+if __name__ == "__main__":  # the XLA flags the suite runs with (conftest.py): same arithmetic
+    from conftest import TEST_XLA_FLAGS
 
-from dst_jax import estimators as E
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count=4 {TEST_XLA_FLAGS}"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from dst_jax import estimators as E  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "data" / "estimator_stream.npz"
 
