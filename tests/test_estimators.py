@@ -6,6 +6,7 @@ JAX transforms are in test_estimators_grad.py.
 
 import functools
 
+import estimator_calls as C  # tests/estimator_calls.py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 import dst_jax
 from dst_jax import estimators as E
+from dst_jax.estimators import samplers
 
 CATEGORICAL = list(E.CATEGORICAL)
 BERNOULLI = list(E.BERNOULLI)
@@ -35,7 +37,7 @@ N = 20_000  # samples per frequency estimate
 
 
 def sample(name, key, logits, tau_f, tau_b=1.0):
-    return E.get(name)(key, logits, tau_f, tau_b)
+    return C.get(name)(key, logits, tau_f, tau_b)
 
 
 def logits_for(name, batch, dtype=jnp.float32, seed=1):
@@ -70,7 +72,7 @@ def law(name, tau_f):
 
 def value_and_vjp(name):
     """(key, logits, tau_f, tau_b, cotangent) -> (sample, cotangent for the logits)."""
-    fn = E.get(name)
+    fn = C.get(name)
 
     def run(key, logits, tau_f, tau_b, ct):
         z, vjp = jax.vjp(lambda l: fn(key, l, tau_f, tau_b), logits)
@@ -320,7 +322,7 @@ def test_get_uniform_form_matches_the_functions():
             direct = fn(key, logits, 0.4, 2.5)
         else:  # the uniform form reads tau from the first field it is written to
             direct = fn(key, logits, {"tau_f": 0.4, "tau_b": 2.5}[entry(name).writes_tau_to[0]])
-        np.testing.assert_array_equal(E.get(name)(key, logits, 0.4, 2.5), direct)
+        np.testing.assert_array_equal(C.get(name)(key, logits, 0.4, 2.5), direct)
         assert E.get(name) is E.get(name)
     noisy = E.get("decoupled_st", backward_noise=True)
     logits = logits_for("decoupled_st", (2, 3))
@@ -390,7 +392,7 @@ BAD_ROWS = jnp.array(
 
 @pytest.mark.parametrize("name", E.REGISTRY.names())
 def test_non_finite_logits_contract(name):
-    fn = E.get(name)
+    fn = C.get(name)
     w = jnp.arange(4.0)
     keys = jax.random.split(jax.random.key(3), 200)
     z = jax.vmap(lambda k: fn(k, BAD_ROWS, 0.5, 2.0))(keys)
@@ -414,10 +416,10 @@ def test_non_finite_logits_contract(name):
 def test_bernoulli_non_finite_logits(name):
     a = jnp.array([jnp.inf, -jnp.inf, jnp.nan, 0.5])
     key = jax.random.key(1)
-    z = E.get(name)(key, a, 0.5, 2.0)
+    z = C.get(name)(key, a, 0.5, 2.0)
     np.testing.assert_array_equal(z[:2], [1.0, 0.0])
     assert np.isnan(z[2]) and z[3] in (0.0, 1.0)
-    g = jax.grad(lambda a: E.get(name)(key, a, 0.5, 2.0).sum())(a)
+    g = jax.grad(lambda a: C.get(name)(key, a, 0.5, 2.0).sum())(a)
     if entry(name).name != "identity_ste":
         np.testing.assert_array_equal(g[:2], 0.0)
     assert np.isfinite(g[3])
@@ -483,7 +485,7 @@ def test_registry_lists_every_estimator_once_with_its_temperatures():
         "decoupled_reinmax": 2,
         "gumbel_rao": 1,
         "softmax_relaxation": 0,
-        # dst_jax.estimators_recent (tests in test_estimators_new.py)
+        # the newest studies' (tests in test_estimators_new.py)
         "zgr": 0,
         "mve": 1,
         "gapped_st": 1,
@@ -503,12 +505,14 @@ def test_a_scoped_registration_is_visible_then_gone():
     def toy_bernoulli(key, a, tau):
         return E.sigmoid_ste(key, a, tau)
 
-    spec = E.Estimator("toy", toy, toy_bernoulli, writes_tau_to=("tau_b",))
+    spec = E.Estimator("toy", toy, toy_bernoulli, writes_tau_to=("tau_b",), forward="tau_b")
     with E.REGISTRY.scoped(spec):
         assert "toy" in E.REGISTRY and E.lookup("toy_bernoulli") == (spec, "bernoulli")
         # The uniform form reads tau from tau_b, the field it is written to.
-        z = E.get("toy")(jax.random.key(0), LOGITS_K, 123.0, 0.01)
+        z = E.get("toy")(jax.random.key(0), LOGITS_K, 1.0, 0.01)
         np.testing.assert_array_equal(z, E.argmax_one_hot(LOGITS_K))
+        with pytest.raises(ValueError, match="toy reads one temperature, from tau_b"):
+            E.get("toy")(jax.random.key(0), LOGITS_K, 123.0, 0.01)
         with pytest.raises(ValueError, match="already registered"):
             E.register(spec)
     assert "toy" not in E.REGISTRY
@@ -658,7 +662,7 @@ def test_inverse_cdf_running_sums_are_sequential(k):
     cumsum), so the sums never decrease and a zero term repeats its predecessor."""
     e = np.array(jax.random.exponential(jax.random.key(6), (k, 50)))
     e[3] = 0.0
-    got = np.asarray(E._running_sums(jnp.asarray(e)))
+    got = np.asarray(samplers._running_sums(jnp.asarray(e)))
     np.testing.assert_array_equal(got, np.cumsum(e, axis=0, dtype=np.float32))
     assert np.all(np.diff(got, axis=0) >= 0) and np.array_equal(got[3], got[2])
     # The sampler on many classes: valid one-hots of the right law.

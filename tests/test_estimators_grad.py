@@ -2,6 +2,7 @@
 estimators, and the JAX transforms (jit, grad, vmap, scan, checkpoint, no re-tracing)."""
 
 import chex
+import estimator_calls as C  # tests/estimator_calls.py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from absl.testing import parameterized
 
 from dst_jax import estimators as E
+from dst_jax.estimators import noise
 
 CATEGORICAL = list(E.CATEGORICAL)
 BERNOULLI = list(E.BERNOULLI)
@@ -54,7 +56,7 @@ def analytic(name, backward_noise, key, l, tau_f, tau_b):
         return z[..., 1], M[..., 1, 1]
     name = entry.name
     tau = tau_b if entry.n_temperatures == 1 and entry.writes_tau_to[0] == "tau_b" else tau_f
-    g = np.asarray(E._gumbel_noise(key, l.shape, jnp.float64))
+    g = np.asarray(noise._gumbel_noise(key, l.shape, jnp.float64))
     at_one = name in ("st_gumbel_softmax", "reinmax", "gumbel_rao")
     z = np.eye(l.shape[-1])[(l + g if at_one else l / tau_f + g).argmax(-1)]
     if name == "identity_ste":
@@ -72,7 +74,7 @@ def analytic(name, backward_noise, key, l, tau_f, tau_b):
     if name == "gumbel_rao":
         # The conditional draws, rebuilt from the same derived key: the backward with them fixed.
         index = jnp.asarray(z.argmax(-1))
-        z_k = np.asarray(E.conditional_gumbel(E._rao_key(key), jnp.asarray(l), index, 10))
+        z_k = np.asarray(E.conditional_gumbel(noise._rao_key(key), jnp.asarray(l), index, 10))
         return z, jacobian_at(softmax_np(z_k / tau)).mean(0) / tau
     raise AssertionError(f"no analytic form for {name}")
 
@@ -84,7 +86,7 @@ def test_vjp_matches_analytic_jacobian(x64, name, backward_noise):
     l = 1.5 * jax.random.normal(k1, shape, jnp.float64)
     v = jax.random.normal(k2, shape, jnp.float64)
     tau_f, tau_b = jnp.float64(0.7), jnp.float64(1.9)
-    fn = E.get(name, **({"backward_noise": True} if backward_noise else {}))
+    fn = C.get(name, **({"backward_noise": True} if backward_noise else {}))
     z, vjp = jax.vjp(lambda l, tf, tb: fn(k3, l, tf, tb), l, tau_f, tau_b)
     ct_l, ct_tf, ct_tb = vjp(v)
 
@@ -124,9 +126,9 @@ def test_given_sample_form_equals_the_estimator(x64, name, tau_f, tau_b):
         z, vjp = jax.vjp(fn, l)
         return z, vjp(v)[0]
 
-    want = value_and_vjp(lambda l: entry.uniform()(key, l, tau_f, tau_b))
+    want = value_and_vjp(lambda l: C.get(name)(key, l, tau_f, tau_b))
     got = value_and_vjp(lambda l: given.straight_through(d, l, tau_f, tau_b))
-    composed = value_and_vjp(lambda l: entry.sampled("gumbel")(key, l, tau_f, tau_b))
+    composed = value_and_vjp(lambda l: C.sampled(entry, "gumbel")(key, l, tau_f, tau_b))
     assert want[1].dtype == jnp.float64 and np.any(np.asarray(want[1]) != 0)
     chex.assert_trees_all_equal(got, want)
     chex.assert_trees_all_equal(composed, want)
@@ -140,7 +142,7 @@ def test_inverse_cdf_sampled_backward_is_the_surrogate_at_its_sample(x64, name):
     l = 1.5 * jax.random.normal(k1, (4, 6), jnp.float64)
     v = jax.random.normal(k2, (4, 6), jnp.float64)
     entry = E.REGISTRY[name]
-    z, vjp = jax.vjp(lambda l: entry.sampled("inverse_cdf")(key, l, 0.7, 1.9), l)
+    z, vjp = jax.vjp(lambda l: C.sampled(entry, "inverse_cdf")(key, l, 0.7, 1.9), l)
     d = E.sample_inverse_cdf(key, l, entry.given_sample.forward_tau(0.7, 1.9))
     np.testing.assert_array_equal(z, d)
     l_np = np.asarray(l)
@@ -214,8 +216,8 @@ def test_bernoulli_is_categorical_on_zero_and_a(x64, family, backward_noise):
     L is the categorical's g1 - g0, so the samples coincide exactly (same law, a fortiori), and
     the gradient w.r.t. a for a cotangent w equals the categorical one for cotangent [0, w]."""
     options = {"backward_noise": True} if backward_noise else {}
-    cat = E.get(family, **options)
-    ber = E.get(E.bernoulli_name(family), **options)
+    cat = C.get(family, **options)
+    ber = C.get(E.bernoulli_name(family), **options)
     k1, k2, key = jax.random.split(jax.random.key(2), 3)
     a = 1.5 * jax.random.normal(k1, (500,), jnp.float64)
     w = jax.random.normal(k2, a.shape, jnp.float64)
@@ -246,7 +248,7 @@ def setup_case(name, batch=(2, 3)):
 
 def loss_and_grad(name, backward_noise=False):
     """(key, logits, w, tau_f, tau_b) -> (sample, d sum(w * sample) / d logits)."""
-    fn = E.get(name, **({"backward_noise": True} if backward_noise else {}))
+    fn = C.get(name, **({"backward_noise": True} if backward_noise else {}))
 
     def run(key, logits, w, tau_f, tau_b):
         z, vjp = jax.vjp(lambda l: fn(key, l, tau_f, tau_b), logits)
@@ -321,7 +323,7 @@ def test_scan_matches_loop(name):
 @pytest.mark.parametrize("name", ["decoupled_st", "decoupled_st_bernoulli", "identity_ste"])
 def test_checkpoint_gives_the_same_gradient(name):
     logits, w = setup_case(name)
-    fn, key = E.get(name), jax.random.key(7)
+    fn, key = C.get(name), jax.random.key(7)
 
     def loss(l):
         return jnp.sum(w * jnp.tanh(fn(key, l * 1.5, 0.6, 1.6) + l))

@@ -1,4 +1,4 @@
-"""The newest studies' estimators (`dst_jax.estimators_recent`): ZGR, MVE, Gapped ST, ReinMax-CV,
+"""The newest studies' estimators (`dst_jax.estimators.recent`): ZGR, MVE, Gapped ST, ReinMax-CV,
 and the RLOO score-function baseline.
 
 Sources of the references (tests/published_estimators.py writes each out independently):
@@ -15,6 +15,7 @@ Sources of the references (tests/published_estimators.py writes each out indepen
 import itertools
 
 import chex
+import estimator_calls as C  # tests/estimator_calls.py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +23,8 @@ import published_estimators as P  # tests/published_estimators.py
 import pytest
 
 from dst_jax import estimators as E
-from dst_jax import estimators_recent as R
+from dst_jax.estimators import noise
+from dst_jax.estimators import recent as R
 
 NEW = ("zgr", "mve", "gapped_st", "reinmax_cv")
 SAMPLING = (*NEW, "rloo")
@@ -52,7 +54,7 @@ def reference_matrices(name, key, l, d, tau):
     # exponentials E of the k = 32 conditional draws, put through the published formula
     # c_x = -log E_x, c_j = -log(E_j / pi_D_j + E_x) (the log-partition of theta_D is 0).
     gs_key, gr_key = jax.random.split(jax.random.fold_in(key, 2))
-    g = np.asarray(E._gumbel_noise(gs_key, l.shape, jnp.float64))
+    g = np.asarray(noise._gumbel_noise(gs_key, l.shape, jnp.float64))
     tiny = np.finfo(np.float64).tiny
     u = np.asarray(jax.random.uniform(gr_key, (32, *l.shape), jnp.float64, minval=tiny))
     e = -np.log(u)
@@ -73,7 +75,7 @@ def test_vjp_matches_the_published_formula(x64, name, tau):
     k1, k2, key = jax.random.split(jax.random.key(5), 3)
     l = 1.5 * jax.random.normal(k1, (6, 5), jnp.float64)
     v = jax.random.normal(k2, (6, 5), jnp.float64)
-    fn = E.get(name)
+    fn = C.get(name)
     z, vjp = jax.vjp(lambda l, tb: fn(key, l, 0.3, tb), l, jnp.float64(tau))
     ct_l, ct_tau = vjp(v)
     # The forward is the Gumbel-max sample at temperature 1 (whatever tau_f, tau_b).
@@ -197,7 +199,7 @@ def test_gapped_st_is_biased_for_a_linear_loss(x64):
 def test_samples_follow_the_model_distribution_whatever_the_temperatures(name, form):
     """Frequencies of N draws (one key) within 5 binomial sigma of softmax(l) / sigmoid(a);
     the temperatures do not move the sample (the same key gives the same draws)."""
-    fn = E.get(name, form)
+    fn = C.get(name, form)
     base = jnp.array([0.5, 0.2, -0.3, 0.0]) if form == "categorical" else jnp.array([-1.0, 0.4])
     logits = jnp.broadcast_to(base, (N, *base.shape))
     key = jax.random.key(7)
@@ -210,7 +212,7 @@ def test_samples_follow_the_model_distribution_whatever_the_temperatures(name, f
 
 @pytest.mark.parametrize("name", SAMPLING)
 def test_bernoulli_is_categorical_on_zero_and_a(x64, name):
-    cat, ber = E.get(name), E.get(name, "bernoulli")
+    cat, ber = C.get(name), C.get(name, "bernoulli")
     k1, k2, key = jax.random.split(jax.random.key(2), 3)
     a = 1.5 * jax.random.normal(k1, (300,), jnp.float64)
     w = jax.random.normal(k2, a.shape, jnp.float64)
@@ -236,7 +238,7 @@ def test_extremes_are_finite(name, dtype):
     logits = EXTREME.astype(dtype)
     ct = jax.random.normal(jax.random.key(9), logits.shape, dtype)
     for tau in (1e-3, 1e3, 1e6):
-        z, vjp = jax.vjp(lambda l, t=tau: E.get(name)(jax.random.key(1), l, 1.0, t), logits)
+        z, vjp = jax.vjp(lambda l, t=tau: C.get(name)(jax.random.key(1), l, 1.0, t), logits)
         g = vjp(ct)[0]
         assert z.dtype == dtype and g.dtype == dtype and g.shape == logits.shape
         np.testing.assert_array_equal(np.asarray(z, np.float32).sum(-1), 1.0)
@@ -292,7 +294,7 @@ def test_registry_entries():
 
 @pytest.mark.parametrize("name", NEW)
 def test_jit_vmap_over_temperatures_and_scan(name):
-    fn = E.get(name)
+    fn = C.get(name)
     key = jax.random.key(3)
     logits = 2.0 * jax.random.normal(jax.random.key(4), (2, 3, 5))
     w = jax.random.normal(jax.random.key(5), logits.shape)

@@ -2,11 +2,12 @@
 
 Committed sweep results depend on the exact Gumbel draws and the exact arithmetic of every
 estimator: the same key and logits must give the same sample and the same gradient, to the last
-bit, whatever the code's layout (under the suite's XLA flags, conftest.py). `tests/data/estimator_stream.npz` holds one sample and one VJP of
-every registered estimator (both forms, options, the given-sample forms under both samplers, and
-two jit-compiled programs) for fixed keys, logits and cotangents; this test recomputes them.
-Regenerate the file (`python tests/test_estimators_stream.py --write`) only for a change that is
-meant to change the stream, and say so in the commit.
+bit, whatever the code's layout (under the suite's XLA flags, conftest.py).
+`tests/data/estimator_stream.npz` holds one sample and one VJP of every registered estimator
+(both forms, options, the given-sample forms under both samplers, and two jit-compiled
+programs) for fixed keys, logits and cotangents; this test recomputes them. Regenerate the file
+(`python tests/test_estimators_stream.py --write`) only for a change that is meant to change the
+stream, and say so in the commit.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def cases() -> list[tuple[str, str, str, dict, str | None, bool]]:
                 out.append((f"{entry.name}-{form}-{tag}", entry.name, form, options, None, False))
         if entry.given_sample is not None:
             for sampler in ("gumbel", "inverse_cdf"):
-                out.append((f"{entry.name}-{sampler}", entry.name, "categorical", {}, sampler, False))
+                out.append(
+                    (f"{entry.name}-{sampler}", entry.name, "categorical", {}, sampler, False)
+                )
     for name in ("decoupled_st", "reinmax"):
         out.append((f"{name}-jit", name, "categorical", {}, None, True))
     return out

@@ -238,7 +238,7 @@ def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, Any]:
     return {
         "tau_f": tf_K,
         "tau_b": tb_K,
-        "tau_q": sampling_temperature(entry.uniform("categorical"), tf_K, tb_K),
+        "tau_q": entry.forward_temperature(tf_K, tb_K),
         "tau": tau_K,
         "shape": shape,
     }

@@ -6,18 +6,38 @@ so they drop in after a `nn.Dense`. Randomness comes from the rng stream `"sampl
 time. With `deterministic=True` they return the mode (`argmax` one-hot, or `logit > 0`), which
 needs no rng and has zero gradient: it is for evaluation.
 
+Temperatures. A two-temperature estimator ("decoupled_st", "decoupled_reinmax") takes `tau_f`
+and `tau_b`; a single-temperature one takes `tau` (or the field it reads, `Estimator.reads`:
+`tau_f` for Softmax STE, `tau_b` for ReinMax); each defaults to 1.0. A temperature the estimator
+would not read is a ValueError that names the one it reads: `CategoricalST("reinmax",
+tau_f=1.3)` is refused. Score-function estimators ("rloo") are refused: their gradient is built
+by the loss, not by a layer.
+
+Inside a sweep. A task's methods receive the estimator as a registry entry
+(`dst_jax.estimators.Estimator`) and `tau_f`, `tau_b` as traced arrays. Give the entry (or its
+`name`) to the layer through a field of your model, and the temperatures at call time: for a
+model with a field `estimator` that it passes to its layer, `model.clone(estimator=estimator)`
+is that model with the task's estimator (linen modules are frozen dataclasses; `clone` copies one
+with fields replaced), and `layer(logits, tau_f=tau_f, tau_b=tau_b)` inside it takes the traced
+temperatures (both fields: the estimator reads those it uses, as `Estimator.uniform` does).
+
 Example:
     >>> import flax.linen as nn, jax, jax.numpy as jnp
     >>> from dst_jax.layers.linen import CategoricalST
     >>> class Model(nn.Module):
+    ...     estimator: str = "decoupled_st"
     ...     @nn.compact
-    ...     def __call__(self, x):
+    ...     def __call__(self, x, tau_f=1.0, tau_b=0.5):
     ...         logits = nn.Dense(4 * 8)(x).reshape(x.shape[:-1] + (4, 8))
-    ...         z = CategoricalST("decoupled_st", tau_f=1.0, tau_b=0.5)(logits)
+    ...         z = CategoricalST(self.estimator)(logits, tau_f=tau_f, tau_b=tau_b)
     ...         return nn.Dense(10)(z.reshape(x.shape[:-1] + (32,)))
     >>> model, x = Model(), jnp.ones((2, 16))
     >>> variables = model.init({"params": jax.random.key(0), "sample": jax.random.key(1)}, x)
     >>> model.apply(variables, x, rngs={"sample": jax.random.key(2)}).shape
+    (2, 10)
+    >>> from dst_jax.estimators import REGISTRY  # what a task method receives
+    >>> reinmax = model.clone(estimator=REGISTRY["reinmax"])
+    >>> reinmax.apply(variables, x, 1.0, 0.5, rngs={"sample": jax.random.key(2)}).shape
     (2, 10)
 """
 
@@ -28,27 +48,27 @@ import jax
 from jax.typing import ArrayLike
 
 from dst_jax import estimators
+from dst_jax.estimators import Estimator
+from dst_jax.layers import common
 
 
 class _DiscreteST(nn.Module):
-    estimator: str = "decoupled_st"
-    tau_f: float | jax.Array = 1.0
-    tau_b: float | jax.Array = 1.0
+    estimator: str | Estimator = "decoupled_st"
+    tau_f: float | jax.Array | None = None
+    tau_b: float | jax.Array | None = None
     backward_noise: bool = False
     deterministic: bool = False
     rng_collection: str = "sample"
+    tau: float | jax.Array | None = None
+
+    _form = "categorical"
 
     def __post_init__(self) -> None:
-        # Fail at construction on a bad estimator name or backward_noise combination.
-        estimators.get(self._resolved_name(), **self._options())
+        # Fail at construction on a bad estimator, option or temperature.
+        entry, _ = common.resolve_estimator(type(self).__name__, self.estimator, self._form)
+        entry.uniform(self._form, **common.options(self.backward_noise))
+        entry.resolve_temperatures(tau=self.tau, tau_f=self.tau_f, tau_b=self.tau_b)
         super().__post_init__()
-
-    def _resolved_name(self) -> str:
-        raise NotImplementedError
-
-    def _options(self) -> dict:
-        # Options go to the estimator only when set, so estimators without them stay valid.
-        return {"backward_noise": True} if self.backward_noise else {}
 
     def _mode(self, logits: ArrayLike) -> jax.Array:
         raise NotImplementedError
@@ -61,6 +81,7 @@ class _DiscreteST(nn.Module):
         *,
         tau_f: ArrayLike | None = None,
         tau_b: ArrayLike | None = None,
+        tau: ArrayLike | None = None,
     ) -> jax.Array:
         """Samples from `logits` (or returns their mode when deterministic).
 
@@ -68,7 +89,8 @@ class _DiscreteST(nn.Module):
           logits: float array; `(..., K)` for `CategoricalST`, any shape for `BernoulliST`.
           deterministic: overrides the field when given.
           rng: a PRNG key that replaces `self.make_rng(self.rng_collection)`.
-          tau_f, tau_b: override the fields, e.g. with traced temperatures in a sweep.
+          tau_f, tau_b, tau: override the fields, e.g. with traced temperatures in a sweep
+            (same rule as the fields).
 
         Returns:
           The sample (or mode), with the shape and dtype of `logits`.
@@ -77,13 +99,11 @@ class _DiscreteST(nn.Module):
             return self._mode(logits)
         if rng is None:
             rng = self.make_rng(self.rng_collection)
-        fn = estimators.get(self._resolved_name(), **self._options())
-        return fn(
-            rng,
-            logits,
-            self.tau_f if tau_f is None else tau_f,
-            self.tau_b if tau_b is None else tau_b,
-        )
+        entry, _ = common.resolve_estimator(type(self).__name__, self.estimator, self._form)
+        fn = entry.uniform(self._form, **common.options(self.backward_noise))
+        stored = {"tau": self.tau, "tau_f": self.tau_f, "tau_b": self.tau_b}
+        pair = common.temperatures(entry, stored, {"tau": tau, "tau_f": tau_f, "tau_b": tau_b})
+        return fn(rng, logits, *pair)
 
 
 class CategoricalST(_DiscreteST):
@@ -91,12 +111,16 @@ class CategoricalST(_DiscreteST):
 
     Attributes:
       estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "softmax_ste",
-        "st_gumbel_softmax", "identity_ste", "reinmax", "decoupled_reinmax", "gumbel_rao", ...).
-      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
-        field its registry entry names: tau_f for Softmax STE, tau_b for ReinMax).
+        "st_gumbel_softmax", "identity_ste", "reinmax", "decoupled_reinmax", "gumbel_rao", ...)
+        or the registry entry itself (`dst_jax.estimators.Estimator`, as task methods receive
+        it). Not a score-function estimator ("rloo").
+      tau_f, tau_b: forward and backward temperatures of a two-temperature estimator (default
+        1.0 each); a single-temperature one accepts the field it reads in place of `tau`.
       backward_noise: for "decoupled_st": the backward surrogate sees the forward's noise.
       deterministic: return `one_hot(argmax(logits))` instead of a sample.
       rng_collection: the rng stream the noise comes from, "sample" by default.
+      tau: the temperature of a single-temperature estimator (default 1.0); an error for the
+        others.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -107,16 +131,11 @@ class CategoricalST(_DiscreteST):
         ((3, 4), [1.0, 1.0, 1.0])
         >>> layer.apply({}, jnp.array([0.1, 2.0, -1.0, 0.0]), deterministic=True).tolist()
         [0.0, 1.0, 0.0, 0.0]
+        >>> CategoricalST("reinmax", tau=0.5).tau  # ReinMax reads one temperature
+        0.5
     """
 
-    def _resolved_name(self) -> str:
-        _, form = estimators.lookup(self.estimator)
-        if form != "categorical":
-            raise ValueError(
-                f"CategoricalST got estimator {self.estimator!r} (a Bernoulli estimator: use "
-                f"BernoulliST); expected one of {estimators.REGISTRY.names()}."
-            )
-        return self.estimator
+    _form = "categorical"
 
     def _mode(self, logits: ArrayLike) -> jax.Array:
         return estimators.argmax_one_hot(logits)
@@ -127,13 +146,14 @@ class BernoulliST(_DiscreteST):
 
     Attributes:
       estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "reinmax", ...),
-        whose Bernoulli form is used, or a Bernoulli function's name ("decoupled_st_bernoulli",
-        "sigmoid_ste", ...).
-      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
-        field its registry entry names: tau_f for Sigmoid STE, tau_b for ReinMax).
+        whose Bernoulli form is used, a Bernoulli function's name ("decoupled_st_bernoulli",
+        "sigmoid_ste", ...), or the registry entry itself. Not a score-function estimator.
+      tau_f, tau_b: forward and backward temperatures of a two-temperature estimator (default
+        1.0 each); a single-temperature one accepts the field it reads in place of `tau`.
       backward_noise: for the decoupled estimator: the backward surrogate sees the forward's noise.
       deterministic: return `1[logits > 0]` instead of a sample.
       rng_collection: the rng stream the noise comes from, "sample" by default.
+      tau: the temperature of a single-temperature estimator (default 1.0).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -146,8 +166,7 @@ class BernoulliST(_DiscreteST):
         [0.0, 1.0, 1.0]
     """
 
-    def _resolved_name(self) -> str:
-        return estimators.bernoulli_name(self.estimator)
+    _form = "bernoulli"
 
     def _mode(self, logits: ArrayLike) -> jax.Array:
         return estimators.bernoulli_mode(logits)

@@ -7,8 +7,25 @@ takes precedence. `deterministic` is an attribute, so `model.eval()` / `model.tr
 `nnx.view(model, deterministic=True)` switch between sampling and the mode (`argmax` one-hot, or
 `logit > 0`, zero gradient, for evaluation).
 
-Temperatures given to the constructor are Python numbers (static: a new value means a new trace
-under `nnx.jit`); pass arrays as `tau_f=` / `tau_b=` at call time to trace them, e.g. in a sweep.
+Temperatures. A two-temperature estimator ("decoupled_st", "decoupled_reinmax") takes `tau_f`
+and `tau_b`; a single-temperature one takes `tau` (or the field it reads, `Estimator.reads`:
+`tau_f` for Softmax STE, `tau_b` for ReinMax); each defaults to 1.0. A temperature the estimator
+would not read is a ValueError that names the one it reads: `CategoricalST("reinmax",
+tau_f=1.3)` is refused. Score-function estimators ("rloo") are refused: their gradient is built
+by the loss, not by a layer. Temperatures given to the constructor are Python numbers (static: a
+new value means a new trace under `nnx.jit`), kept as the attributes `tau_f`, `tau_b` (the pair
+the estimator is called with); pass arrays as `tau_f=` / `tau_b=` (or `tau=`) at call time to
+trace them, e.g. in a sweep.
+
+Inside a sweep. A task's methods receive the estimator as a registry entry
+(`dst_jax.estimators.Estimator`) and `tau_f`, `tau_b` as traced arrays. Build the layer with the
+entry (or its `name`): `CategoricalST(estimator, rngs=rngs)`, and pass the temperatures at call
+time, `layer(logits, tau_f=tau_f, tau_b=tau_b)` (both fields: the estimator reads those it
+uses, as `Estimator.uniform` does). An nnx model is an ordinary object made by its
+constructor (there is no linen-style `model.clone(estimator=...)`): build the model with the
+task's estimator, its `__init__` handing the entry on to the layer, e.g. in the task's
+`init_params`; the layer keeps the entry as `layer.entry` and its function's name as
+`layer.estimator`.
 
 Example:
     >>> import jax.numpy as jnp
@@ -35,27 +52,36 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from dst_jax import estimators
+from dst_jax.estimators import Estimator
+from dst_jax.layers import common
 
 
 class _DiscreteST(nnx.Module):
+    _form = "categorical"
+
     def __init__(
         self,
-        estimator: str = "decoupled_st",
+        estimator: str | Estimator = "decoupled_st",
         *,
-        tau_f: float = 1.0,
-        tau_b: float = 1.0,
+        tau_f: float | None = None,
+        tau_b: float | None = None,
+        tau: float | None = None,
         backward_noise: bool = False,
         deterministic: bool = False,
         rng_collection: str = "sample",
         rngs: nnx.Rngs | nnx.RngStream | None = None,
     ):
         # The resolved name: BernoulliST("decoupled_st").estimator == "decoupled_st_bernoulli".
-        self.estimator = self._resolve_name(estimator)
+        self.entry, self.estimator = common.resolve_estimator(
+            type(self).__name__, estimator, self._form
+        )
         self.backward_noise = bool(backward_noise)
-        estimators.get(self.estimator, **self._options())  # validates the pair
-        self.tau_f = float(tau_f)
-        self.tau_b = float(tau_b)
-        estimators.check_temperatures(tau_f=self.tau_f, tau_b=self.tau_b)
+        self.entry.uniform(self._form, **self._options())  # validates the pair
+        given = {"tau": tau, "tau_f": tau_f, "tau_b": tau_b}
+        given = {name: float(value) for name, value in given.items() if value is not None}
+        estimators.check_temperatures(**given)
+        pair = self.entry.resolve_temperatures(**given)
+        self.tau_f, self.tau_b = float(pair[0]), float(pair[1])
         self.deterministic = bool(deterministic)
         self.rng_collection = rng_collection
         if isinstance(rngs, nnx.Rngs):
@@ -67,13 +93,8 @@ class _DiscreteST(nnx.Module):
         else:
             raise ValueError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, got {rngs!r}.")
 
-    @staticmethod
-    def _resolve_name(estimator: str) -> str:
-        raise NotImplementedError
-
     def _options(self) -> dict:
-        # Options go to the estimator only when set, so estimators without them stay valid.
-        return {"backward_noise": True} if self.backward_noise else {}
+        return common.options(self.backward_noise)
 
     @staticmethod
     def _mode(logits: ArrayLike) -> jax.Array:
@@ -92,6 +113,7 @@ class _DiscreteST(nnx.Module):
         rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
         tau_f: ArrayLike | None = None,
         tau_b: ArrayLike | None = None,
+        tau: ArrayLike | None = None,
     ) -> jax.Array:
         """Samples from `logits` (or returns their mode when deterministic).
 
@@ -99,7 +121,8 @@ class _DiscreteST(nnx.Module):
           logits: float array; `(..., K)` for `CategoricalST`, any shape for `BernoulliST`.
           deterministic: overrides the attribute when given.
           rngs: a PRNG key, `RngStream` or `Rngs` that replaces the stored stream.
-          tau_f, tau_b: override the attributes, e.g. with traced temperatures in a sweep.
+          tau_f, tau_b, tau: override the attributes, e.g. with traced temperatures in a sweep
+            (same rule as the constructor's).
 
         Returns:
           The sample (or mode), with the shape and dtype of `logits`.
@@ -119,13 +142,10 @@ class _DiscreteST(nnx.Module):
                 f"{type(self).__name__} needs randomness when not deterministic: pass "
                 "rngs=nnx.Rngs(sample=...) to the constructor, or rngs=<key> to the call."
             )
-        fn = estimators.get(self.estimator, **self._options())
-        return fn(
-            key,
-            logits,
-            self.tau_f if tau_f is None else tau_f,
-            self.tau_b if tau_b is None else tau_b,
-        )
+        fn = self.entry.uniform(self._form, **self._options())
+        stored = {"tau_f": self.tau_f, "tau_b": self.tau_b}
+        pair = common.temperatures(self.entry, stored, {"tau": tau, "tau_f": tau_f, "tau_b": tau_b})
+        return fn(key, logits, *pair)
 
 
 class CategoricalST(_DiscreteST):
@@ -133,9 +153,11 @@ class CategoricalST(_DiscreteST):
 
     Args:
       estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "softmax_ste",
-        "st_gumbel_softmax", "identity_ste", "reinmax", "decoupled_reinmax", "gumbel_rao", ...).
-      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
-        field its registry entry names: tau_f for Softmax STE, tau_b for ReinMax).
+        "st_gumbel_softmax", "identity_ste", "reinmax", "decoupled_reinmax", "gumbel_rao", ...)
+        or the registry entry itself (as task methods receive it); not "rloo".
+      tau_f, tau_b: forward and backward temperatures of a two-temperature estimator (default
+        1.0 each); a single-temperature one accepts the field it reads in place of `tau`.
+      tau: the temperature of a single-temperature estimator (default 1.0).
       backward_noise: for "decoupled_st": the backward surrogate sees the forward's noise.
       deterministic: return `one_hot(argmax(logits))` instead of a sample.
       rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
@@ -153,15 +175,7 @@ class CategoricalST(_DiscreteST):
         [0.0, 1.0, 0.0, 0.0]
     """
 
-    @staticmethod
-    def _resolve_name(estimator: str) -> str:
-        _, form = estimators.lookup(estimator)
-        if form != "categorical":
-            raise ValueError(
-                f"CategoricalST got estimator {estimator!r} (a Bernoulli estimator: use "
-                f"BernoulliST); expected one of {estimators.REGISTRY.names()}."
-            )
-        return estimator
+    _form = "categorical"
 
     @staticmethod
     def _mode(logits: ArrayLike) -> jax.Array:
@@ -173,10 +187,11 @@ class BernoulliST(_DiscreteST):
 
     Args:
       estimator: a name of `dst_jax.estimators.REGISTRY` ("decoupled_st", "reinmax", ...),
-        whose Bernoulli form is used, or a Bernoulli function's name ("decoupled_st_bernoulli",
-        "sigmoid_ste", ...).
-      tau_f, tau_b: forward and backward temperatures (a single-temperature estimator reads the
-        field its registry entry names: tau_f for Sigmoid STE, tau_b for ReinMax).
+        whose Bernoulli form is used, a Bernoulli function's name ("decoupled_st_bernoulli",
+        "sigmoid_ste", ...), or the registry entry itself; not "rloo".
+      tau_f, tau_b: forward and backward temperatures of a two-temperature estimator (default
+        1.0 each); a single-temperature one accepts the field it reads in place of `tau`.
+      tau: the temperature of a single-temperature estimator (default 1.0).
       backward_noise: for the decoupled estimator: the backward surrogate sees the forward's noise.
       deterministic: return `1[logits > 0]` instead of a sample.
       rng_collection: the `Rngs` stream the noise comes from, "sample" by default.
@@ -185,7 +200,7 @@ class BernoulliST(_DiscreteST):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from dst_jax.layers.nnx import BernoulliST
-        >>> layer = BernoulliST("sigmoid_ste", tau_f=0.5)  # no stored stream: keys per call
+        >>> layer = BernoulliST("sigmoid_ste", tau=0.5)  # no stored stream: keys per call
         >>> logits = jnp.array([-30.0, 30.0, 0.4])
         >>> layer(logits, rngs=jax.random.key(0))[:2].tolist()
         [0.0, 1.0]
@@ -193,9 +208,7 @@ class BernoulliST(_DiscreteST):
         [0.0, 1.0, 1.0]
     """
 
-    @staticmethod
-    def _resolve_name(estimator: str) -> str:
-        return estimators.bernoulli_name(estimator)
+    _form = "bernoulli"
 
     @staticmethod
     def _mode(logits: ArrayLike) -> jax.Array:
