@@ -9,8 +9,11 @@ import importlib
 import pytest
 
 MODULES = (
-    "dst_jax.estimators",
-    "dst_jax.estimators_recent",
+    "dst_jax.estimators.categorical",
+    "dst_jax.estimators.bernoulli",
+    "dst_jax.estimators.relaxations",
+    "dst_jax.estimators.recent",
+    "dst_jax.estimators.registry",
     "dst_jax.layers.linen",
     "dst_jax.layers.nnx",
 )
@@ -18,23 +21,25 @@ MODULES = (
 # The objects whose docstrings must hold an example: one function of each estimator family (both
 # forms of the decoupled estimator), the registry's look-up, and every layer.
 DOCUMENTED = {
-    "dst_jax.estimators": (
+    "dst_jax.estimators.categorical": (
         "decoupled_st",
-        "decoupled_st_bernoulli",
         "softmax_ste",
-        "sigmoid_ste",
         "st_gumbel_softmax",
-        "st_gumbel_sigmoid",
         "identity_ste",
-        "identity_ste_bernoulli",
         "reinmax",
-        "reinmax_bernoulli",
         "decoupled_reinmax",
         "gumbel_rao",
-        "softmax_relaxation",
-        "get",
     ),
-    "dst_jax.estimators_recent": ("zgr", "mve", "gapped_st", "reinmax_cv"),
+    "dst_jax.estimators.bernoulli": (
+        "decoupled_st_bernoulli",
+        "sigmoid_ste",
+        "st_gumbel_sigmoid",
+        "identity_ste_bernoulli",
+        "reinmax_bernoulli",
+    ),
+    "dst_jax.estimators.relaxations": ("softmax_relaxation", "sigmoid_relaxation"),
+    "dst_jax.estimators.recent": ("zgr", "mve", "gapped_st", "reinmax_cv"),
+    "dst_jax.estimators.registry": ("get",),
     "dst_jax.layers.linen": ("CategoricalST", "BernoulliST"),
     "dst_jax.layers.nnx": ("CategoricalST", "BernoulliST"),
 }

@@ -7,6 +7,7 @@ Eager throughout (see test_estimators.py on compile costs).
 """
 
 import chex
+import estimator_calls as C  # tests/estimator_calls.py
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,14 @@ TAU_F, TAU_B, LR = 0.7, 1.6, 0.5
 FAMILIES = list(E.CATEGORICAL)  # every registered estimator, both layers
 
 
+def temperatures(family):
+    """The layer's temperature arguments for TAU_F, TAU_B: both, or `tau` = the one it reads."""
+    reads = E.REGISTRY[family].reads
+    if len(reads) == 2:
+        return {"tau_f": TAU_F, "tau_b": TAU_B}
+    return {"tau": {"tau_f": TAU_F, "tau_b": TAU_B}[reads[0]]} if reads else {}
+
+
 def data():
     kx, ky = jax.random.split(jax.random.key(0))
     return jax.random.normal(kx, (B, D)), jax.random.normal(ky, (B,))
@@ -32,9 +41,9 @@ def pure_forward(params, key, x, layer, family):
     """The tiny model written with the pure estimator."""
     h = x @ params["enc"]["kernel"] + params["enc"]["bias"]
     if layer == "categorical":
-        z = E.get(family)(key, h.reshape(B, UNITS, K), TAU_F, TAU_B).reshape(B, UNITS * K)
+        z = C.get(family)(key, h.reshape(B, UNITS, K), TAU_F, TAU_B).reshape(B, UNITS * K)
     else:
-        z = E.get(E.bernoulli_name(family))(key, h, TAU_F, TAU_B)
+        z = C.get(E.bernoulli_name(family))(key, h, TAU_F, TAU_B)
     return (z @ params["dec"]["kernel"] + params["dec"]["bias"])[:, 0]
 
 
@@ -74,7 +83,7 @@ class TinyLinen(nn.Module):
     def setup(self):
         self.enc = nn.Dense(width(self.layer))
         cls = st_linen.CategoricalST if self.layer == "categorical" else st_linen.BernoulliST
-        self.st = cls(self.family, tau_f=TAU_F, tau_b=TAU_B)
+        self.st = cls(self.family, **temperatures(self.family))
         self.dec = nn.Dense(1)
 
     def __call__(self, x):
@@ -136,6 +145,72 @@ def test_linen_bad_configuration():
         layer.apply({}, jnp.zeros(3), rngs={"sample": jax.random.key(0)})
 
 
+LAYERS = [st_linen.CategoricalST, st_linen.BernoulliST, st_nnx.CategoricalST, st_nnx.BernoulliST]
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_a_temperature_the_estimator_would_not_read_is_refused(cls):
+    with pytest.raises(ValueError, match="reinmax reads one temperature, from tau_b.*tau_f=1.3"):
+        cls("reinmax", tau_f=1.3)
+    with pytest.raises(ValueError, match="softmax_ste reads one temperature, from tau_f.*tau_b"):
+        cls("softmax_ste", tau_b=0.5)
+    with pytest.raises(ValueError, match="decoupled_st reads two temperatures"):
+        cls("decoupled_st", tau=0.5)
+    with pytest.raises(ValueError, match="give its temperature once"):
+        cls("reinmax", tau=0.5, tau_b=0.5)
+    with pytest.raises(ValueError, match="cannot run 'rloo': a score-function estimator"):
+        cls("rloo")
+    # The values results record are accepted: ReinMax's tau_f is 1.
+    cls("reinmax", tau_f=1.0, tau_b=0.5)
+
+
+def test_a_single_temperature_layer_samples_as_its_estimator():
+    logits = jax.random.normal(jax.random.key(4), (B, UNITS, K))
+    key = jax.random.key(5)
+    w = jnp.arange(float(K))
+    want = jax.grad(lambda l: jnp.sum(w * E.reinmax(key, l, 0.5)))(logits)
+    linen = st_linen.CategoricalST("reinmax", tau=0.5)
+    got = jax.grad(lambda l: jnp.sum(w * linen.apply({}, l, rng=key)))(logits)
+    np.testing.assert_array_equal(got, want)
+    nnx_layer = st_nnx.CategoricalST("reinmax", tau_b=0.5)
+    assert (nnx_layer.tau_f, nnx_layer.tau_b) == (1.0, 0.5)
+    got = jax.grad(lambda l: jnp.sum(w * nnx_layer(l, rngs=key)))(logits)
+    np.testing.assert_array_equal(got, want)
+    # At call time: tau replaces the stored one; traced (tau_f, tau_b) pass as the engine's do.
+    got = jax.grad(lambda l: jnp.sum(w * linen.apply({}, l, rng=key, tau=2.0)))(logits)
+    np.testing.assert_array_equal(
+        got, jax.grad(lambda l: jnp.sum(w * E.reinmax(key, l, 2.0)))(logits)
+    )
+    traced = jax.jit(lambda tf, tb: nnx_layer(logits, rngs=key, tau_f=tf, tau_b=tb))(1.3, 0.5)
+    np.testing.assert_array_equal(traced, E.reinmax(key, logits, 0.5))
+    with pytest.raises(ValueError, match="reinmax reads one temperature"):
+        nnx_layer(logits, rngs=key, tau_f=1.3)
+
+
+def test_a_layer_takes_the_registry_entry_a_task_method_receives():
+    """`model.clone(estimator=entry)`: a linen model whose field goes to its layer runs the
+    task's estimator; the nnx layer takes the entry in its constructor."""
+
+    class Model(nn.Module):
+        estimator: object = "decoupled_st"
+
+        @nn.compact
+        def __call__(self, logits, tau_f, tau_b):
+            return st_linen.CategoricalST(self.estimator)(logits, tau_f=tau_f, tau_b=tau_b)
+
+    logits = jax.random.normal(jax.random.key(4), (B, UNITS, K))
+    w, rngs = jnp.arange(float(K)), {"sample": jax.random.key(6)}
+
+    def grad(model):
+        return jax.grad(lambda l: jnp.sum(w * model.apply({}, l, 0.3, 2.0, rngs=rngs)))(logits)
+
+    got = grad(Model().clone(estimator=E.REGISTRY["decoupled_reinmax"]))
+    np.testing.assert_array_equal(got, grad(Model(estimator="decoupled_reinmax")))
+    assert not np.allclose(got, grad(Model()))  # not the default estimator's backward
+    layer = st_nnx.BernoulliST(E.REGISTRY["reinmax"], tau=0.5)
+    assert layer.estimator == "reinmax_bernoulli" and layer.entry is E.REGISTRY["reinmax"]
+
+
 # ----------------------------------------------------------------------------------------------
 # flax.nnx
 
@@ -145,7 +220,7 @@ class TinyNNX(nnx.Module):
         self.layer = layer
         self.enc = nnx.Linear(D, width(layer), rngs=rngs)
         cls = st_nnx.CategoricalST if layer == "categorical" else st_nnx.BernoulliST
-        self.st = cls(family, tau_f=TAU_F, tau_b=TAU_B, rngs=rngs)
+        self.st = cls(family, **temperatures(family), rngs=rngs)
         self.dec = nnx.Linear(width(layer), 1, rngs=rngs)
 
     def __call__(self, x):
