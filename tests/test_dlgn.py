@@ -311,8 +311,9 @@ def test_default_sampler_keeps_the_estimators_stream(small):
     logits = 2.0 * jax.random.normal(jax.random.key(0), (SMALL.width, 16))
     key = jax.random.key(1)
     for entry in E.REGISTRY:
-        got = task.gate_samples(key, logits, entry, 0.5, 2.0)
-        np.testing.assert_array_equal(got, entry.uniform()(key, logits, 0.5, 2.0))
+        pair = (0.5, 2.0) if entry.n_temperatures == 2 else entry.temperatures_of(0.5)
+        got = task.gate_samples(key, logits, entry, *pair)
+        np.testing.assert_array_equal(got, entry.uniform()(key, logits, *pair))
 
 
 @pytest.mark.parametrize("per_example", [False, True])
