@@ -93,7 +93,7 @@ def test_mve_matrix_matches_the_published_construction(x64, tau):
     p = jax.nn.softmax(l)
     for x in range(5):
         d = jax.nn.one_hot(jnp.array([x, (x + 2) % 5]), 5, dtype=jnp.float64)
-        got = R.mve_matrix(p, d, tau)
+        got = E.mve_matrix(p, d, tau)
         want = reference_matrices("mve", None, l, d, tau)
         np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-12)
     if tau == 1e-6:
@@ -107,7 +107,7 @@ def test_mve_in_float32_stays_close_at_the_largest_weight():
     d = np.eye(5)[3]
     want = P.mve(l, d, 1e6)
     p32 = jax.nn.softmax(jnp.asarray(l, jnp.float32))
-    got = R.mve_matrix(p32, jnp.asarray(d, jnp.float32), jnp.float32(1e6))
+    got = E.mve_matrix(p32, jnp.asarray(d, jnp.float32), jnp.float32(1e6))
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 

@@ -88,7 +88,11 @@ Conventions:
   `jit`/`vmap` temperatures are tracers and the check is skipped (a traced check would need
   `checkify` in every caller); the grid-level guard is `check_temperatures` (give it
   `dtype=jnp.float16` for float16 logits), which the sweep engine calls on the concrete grid
-  before compiling.
+  before compiling. The uniform form `fn(key, logits, tau_f, tau_b)` (`get`, `Estimator.uniform`)
+  also refuses a concrete temperature that the estimator would not read, naming the one it reads
+  (`Estimator.resolve_temperatures`): `get("reinmax")(key, l, 1.3, 0.5)` is an error, since
+  ReinMax reads only `tau_b`. Two-temperature functions have no default `tau_b`: calling one
+  without it raises a TypeError that says so.
 - Non-finite logits. `-inf` masks a class: it is never sampled and gets a zero gradient, the
   other classes' gradients stay finite. `+inf` classes are certain: the sample is one of them
   (uniformly if several), and the row's gradient is zero. A row holding a NaN, or only `-inf`,
