@@ -48,7 +48,7 @@ def decoupled_st_bernoulli(
         0.5
     """
     a = _as_logits(logits, categorical=False)
-    _require_tau_b("decoupled_st_bernoulli", tau_b, single="sigmoid_ste")
+    tau_b = _require_tau_b("decoupled_st_bernoulli", tau_b, single="sigmoid_ste")
     tau_f, tau_b = _as_temperature(tau_f, "tau_f", a), _as_temperature(tau_b, "tau_b", a)
     z, a_c, noise = _bernoulli_sample(key, a, tau_f)
     return _sigmoid_st(z, a_c / tau_b + noise if backward_noise else a_c / tau_b)

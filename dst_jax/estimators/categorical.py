@@ -126,7 +126,7 @@ def decoupled_st(
         >>> bool(jnp.allclose(grad, p * (w - (p * w).sum()) / 2.0))
         True
     """
-    _require_tau_b("decoupled_st", tau_b, single="softmax_ste")
+    tau_b = _require_tau_b("decoupled_st", tau_b, single="softmax_ste")
     logits, (tau_f, tau_b) = _prepared(logits, tau_f=tau_f, tau_b=tau_b)
     d, l, g, _ = _sample(key, logits, tau_f)
     if backward_noise:
@@ -207,7 +207,7 @@ def decoupled_reinmax(
         >>> z.shape, z.sum().item()
         ((1, 4), 1.0)
     """
-    _require_tau_b("decoupled_reinmax", tau_b, single="reinmax")
+    tau_b = _require_tau_b("decoupled_reinmax", tau_b, single="reinmax")
     logits, (tau_f, tau_b) = _prepared(logits, tau_f=tau_f, tau_b=tau_b)
     d, l, _, _ = _sample(key, logits, tau_f)
     return _decoupled_reinmax_at(d, l, logits, tau_f, tau_b)

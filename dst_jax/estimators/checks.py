@@ -132,7 +132,7 @@ def _prepared(logits: ArrayLike, **temperatures: ArrayLike) -> tuple[Array, list
     return logits, [_as_temperature(t, n, logits) for n, t in temperatures.items()]
 
 
-def _require_tau_b(name: str, tau_b: ArrayLike | None, single: str) -> None:
+def _require_tau_b(name: str, tau_b: ArrayLike | None, single: str) -> ArrayLike:
     """A two-temperature estimator called without `tau_b`: say what it needs, not a bare
     TypeError about a missing argument (there is no default: either choice would be silent)."""
     if tau_b is None:
@@ -141,3 +141,4 @@ def _require_tau_b(name: str, tau_b: ArrayLike | None, single: str) -> None:
             f"backward surrogate's), e.g. {name}(key, logits, tau_f=1.0, tau_b=0.5); for one "
             f"temperature use {single}(key, logits, tau)."
         )
+    return tau_b

@@ -159,8 +159,10 @@ class Estimator:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """The options' default values, e.g. `{"k": 10}` for Gumbel-Rao, `{"gap": 1.0}` for
-        Gapped ST (read off the categorical function's signature: written once, there)."""
+        """The options' default values by name: Gumbel-Rao's `k` is 10, Gapped ST's `gap` 1.0.
+
+        Read off the categorical function's signature, where they are written once.
+        """
         params = inspect.signature(self.categorical).parameters
         return {name: params[name].default for name in self.options}
 

@@ -7,6 +7,8 @@ written once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from jax.typing import ArrayLike
 
 from dst_jax import estimators
@@ -49,13 +51,17 @@ def options(backward_noise: bool) -> dict:
 
 def temperatures(
     entry: Estimator,
-    stored: dict[str, ArrayLike | None],
-    call: dict[str, ArrayLike | None],
+    stored: Mapping[str, ArrayLike | None],
+    call: Mapping[str, ArrayLike | None],
 ) -> Temperatures:
     """The `(tau_f, tau_b)` an estimator is called with: the layer's stored `tau`, `tau_f`,
     `tau_b`, then those given at call time in their place (see `Estimator.resolve_temperatures`:
     a temperature the estimator does not read is a ValueError naming the one it reads)."""
-    base = entry.resolve_temperatures(**stored)
+    base = entry.resolve_temperatures(
+        tau=stored.get("tau"), tau_f=stored.get("tau_f"), tau_b=stored.get("tau_b")
+    )
     if all(v is None for v in call.values()):
         return base
-    return entry.resolve_temperatures(**call, base=base)
+    return entry.resolve_temperatures(
+        tau=call.get("tau"), tau_f=call.get("tau_f"), tau_b=call.get("tau_b"), base=base
+    )

@@ -101,7 +101,11 @@ class _DiscreteST(nn.Module):
             rng = self.make_rng(self.rng_collection)
         entry, _ = common.resolve_estimator(type(self).__name__, self.estimator, self._form)
         fn = entry.uniform(self._form, **common.options(self.backward_noise))
-        stored = {"tau": self.tau, "tau_f": self.tau_f, "tau_b": self.tau_b}
+        stored: dict[str, ArrayLike | None] = {
+            "tau": self.tau,
+            "tau_f": self.tau_f,
+            "tau_b": self.tau_b,
+        }
         pair = common.temperatures(entry, stored, {"tau": tau, "tau_f": tau_f, "tau_b": tau_b})
         return fn(rng, logits, *pair)
 

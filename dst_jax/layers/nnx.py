@@ -47,7 +47,10 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
+import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike
 
@@ -77,11 +80,11 @@ class _DiscreteST(nnx.Module):
         )
         self.backward_noise = bool(backward_noise)
         self.entry.uniform(self._form, **self._options())  # validates the pair
-        given = {"tau": tau, "tau_f": tau_f, "tau_b": tau_b}
+        given: dict[str, Any] = {"tau": tau, "tau_f": tau_f, "tau_b": tau_b}
         given = {name: float(value) for name, value in given.items() if value is not None}
         estimators.check_temperatures(**given)
         pair = self.entry.resolve_temperatures(**given)
-        self.tau_f, self.tau_b = float(pair[0]), float(pair[1])
+        self.tau_f, self.tau_b = (float(np.asarray(t)) for t in pair)
         self.deterministic = bool(deterministic)
         self.rng_collection = rng_collection
         if isinstance(rngs, nnx.Rngs):
