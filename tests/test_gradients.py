@@ -188,7 +188,7 @@ def test_quality_on_hand_made_draws(x64):
     assert all(np.isnan(float(v)) for v in zero.values())
 
 
-def test_sampling_temperature_is_read_off_the_samples():
+def test_sampling_temperature_is_the_registrys_forward_temperature():
     taus = (0.3, 2.0)
     got = {
         e.name: G.configs(e, taus)["tau_q"]
@@ -200,8 +200,10 @@ def test_sampling_temperature_is_read_off_the_samples():
     # Forwards that sample at temperature 1 whatever their tau.
     for name in ("st_gumbel_softmax", "reinmax", "gumbel_rao"):
         np.testing.assert_array_equal(got[name], [1.0, 1.0])
-    sample = E.REGISTRY["decoupled_st"].uniform()
-    np.testing.assert_array_equal(G.sampling_temperature(sample, [0.5, 1.0], [2.0, 2.0]), [0.5, 1])
+    # Two temperatures: the forward samples at tau_f.
+    np.testing.assert_array_equal(
+        G.configs(E.REGISTRY["decoupled_st"], taus)["tau_q"], [0.3, 0.3, 2.0, 2.0]
+    )
 
 
 def test_configs_cover_the_registry_grid():

@@ -38,7 +38,6 @@ EARLIER_NAMES = (
     "noise_ratio",
     "one_hot_codes",
     "quality",
-    "sampling_temperature",
     "tabulate",
     "tabulated",
 )

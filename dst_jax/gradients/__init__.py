@@ -32,7 +32,6 @@ from dst_jax.gradients.measure import (
     gradient_quality,
     grid_quality,
     quality,
-    sampling_temperature,
 )
 
 __all__ = [
@@ -53,7 +52,6 @@ __all__ = [
     "noise_ratio",
     "one_hot_codes",
     "quality",
-    "sampling_temperature",
     "tabulate",
     "tabulated",
 ]

@@ -13,8 +13,8 @@ and the quality of N draws against a reference g is measured, with norms over al
     cosine   = <mean, g> / (|mean| |g|)
 
 Two references per configuration: `tau = 1` (the model's distribution) and `tau = tau_f` (the
-distribution the estimator's forward pass samples; see `sampling_temperature`); `exact` computes
-both.
+distribution the estimator's forward pass samples; see `Estimator.forward_temperature`);
+`exact` computes both.
 
 Score-function estimators (`Estimator.score_function`, RLOO) have no pathwise gradient: a draw
 is `estimators_recent.rloo_gradient(key_n, l, f, S)`, the leave-one-out REINFORCE estimate from
@@ -49,7 +49,6 @@ __all__ = [
     "gradient_quality",
     "grid_quality",
     "quality",
-    "sampling_temperature",
 ]
 
 Array = jax.Array
@@ -156,9 +155,9 @@ def grid_quality(
 
     Returns {"tau1": {metric: (K,)}, "tau_f": {metric: (K,)}}: the references are
     `exact_gradient(f_Z, l, 1)` and `exact_gradient(f_Z, l, taus_q[k])`, `taus_q[k]` the
-    temperature the estimator's forward samples at (`sampling_temperature`). The draws are those
-    of `estimator_gradients` (same keys; `score_samples` as there), reduced to metrics inside
-    the chunk, so only (K,) arrays leave the program.
+    temperature the estimator's forward samples at (`Estimator.forward_temperature`). The draws
+    are those of `estimator_gradients` (same keys; `score_samples` as there), reduced to metrics
+    inside the chunk, so only (K,) arrays leave the program.
     """
     _shape_of(f_Z, l_LxC)
     keys_N = jax.random.split(key, n_draws)
@@ -179,49 +178,13 @@ def grid_quality(
 # Grids of an estimator.
 
 
-def sampling_temperature(
-    sample: estimator_lib.Uniform, taus_f_K: ArrayLike, taus_b_K: ArrayLike, n_probe: int = 64
-) -> np.ndarray:
-    """The temperature T of `Cat(softmax(l/T))` that the forward pass samples at each of K
-    configurations: tau_f or 1; float64 (K,).
-
-    The registry records where a single temperature is written (`writes_tau_to`), not whether
-    it acts on the forward pass: ST Gumbel-softmax records its tau as tau_f but samples at 1.
-    The estimators draw Gumbel-max samples from the key, so with the same keys a forward that
-    samples at tau_f != 1 differs from the one at (1, tau_b) on some of `n_probe` keys, and a
-    forward that samples at 1 never does. Concrete values only (not under jit).
-    """
-    tf_K = np.asarray(taus_f_K, np.float32)
-    tb_K = np.asarray(taus_b_K, np.float32)
-    moved = np.asarray(_probe_program(sample, n_probe)(tf_K, tb_K))
-    return np.where(moved, np.asarray(taus_f_K, np.float64), 1.0)
-
-
-@functools.cache
-def _probe_program(sample, n_probe: int):
-    def differs(tf_K, tb_K):
-        l_C = jnp.linspace(-1.5, 1.5, 8)
-        # rbg: the probe's verdict does not depend on the stream, and threefry's draws take
-        # seconds to compile on a CPU.
-        keys = jax.random.split(jax.random.key(0, impl="rbg"), n_probe)
-
-        def one(tf, tb):
-            at = jax.vmap(lambda k: sample(k, l_C, tf, tb))(keys)
-            at_one = jax.vmap(lambda k: sample(k, l_C, jnp.ones_like(tf), tb))(keys)
-            return jnp.any(at != at_one)
-
-        return jax.vmap(one)(tf_K, tb_K)
-
-    return jax.jit(differs)
-
-
 def configs(entry: Estimator, taus: Sequence[float]) -> dict[str, Any]:
     """The configurations of an estimator over the temperature axis `taus`.
 
     Two temperatures: the (tau_f, tau_b) grid, row-major (tau_f the row), shape (F, B) = (T, T).
     One: the axis, with (tau_f, tau_b) = `entry.temperatures_of(tau)`, shape (T,). None: one
     configuration, recorded at (1, 1), shape (). Returns flat float arrays "tau_f", "tau_b",
-    "tau_q" (the sampling temperature, `sampling_temperature`) of length K, "tau" (the axis
+    "tau_q" (the sampling temperature, `Estimator.forward_temperature`) of length K, "tau" (the axis
     value; the tau_f of each config for two temperatures) and "shape".
     """
     taus = [float(t) for t in taus]
