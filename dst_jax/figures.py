@@ -1,12 +1,19 @@
-"""The figures of a finished sweep that are drawn from its results alone: learning curves, the
-comparison of every estimator's selected config, and temperature profiles through the best
-cell. `dst_jax.runner` writes them after a sweep and `experiments.report --figures` rewrites
-them from results.json; the drawing itself is `dst_jax.plotting`'s.
+"""The figures of a finished sweep: learning curves, the comparison of every estimator's
+selected config, temperature heatmaps and profiles through the best cell, histograms of the
+best configs, and the figures a task declares (`TASK_FIGURES`). `write_figures` draws them all
+from the sweep's report (`dst_jax.sweep.report`); `dst_jax.runner` calls it after a sweep and
+`experiments.report --figures` from results.json; the drawing itself is `dst_jax.plotting`'s.
+
+A task declares figures of its own in `extra_figures`: names in `TASK_FIGURES` (e.g. cae's
+"code_grids") or callables `maker(task, chosen, results, out_dir) -> [file names]`, where
+`chosen` maps each estimator to (its best config's figure arrays, a label of that config).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +21,7 @@ import numpy as np
 from dst_jax import estimators as estimator_lib
 from dst_jax import plotting
 from dst_jax.sweep import results
+from dst_jax.sweep.report import SweepReport
 
 
 def taus_of(row: dict[str, Any]) -> dict[str, float]:
@@ -159,3 +167,121 @@ def profiles(runs: list[dict[str, Any]], select: str, report: str, direction: st
     seeds = max((r["seed"] for r in runs), default=0) + 1
     band = "; band: 95% interval over seeds" if seeds > 1 else "; one seed, no interval"
     return plotting.profiles(panels, f"{title}\nprofiles through the cell best by {select}{band}")
+
+
+def write_figures(
+    task: Any,
+    rep: SweepReport,
+    results_dict: dict[str, Any],
+    figure_arrays: list[dict[str, Any]],
+    out_dir: str,
+) -> list[str]:
+    """Every figure of a sweep into `out_dir`, from its report; returns the file names.
+    `figure_arrays` empty: figures redrawn from results.json (no code grids)."""
+    from dst_jax.tasks.base import direction
+
+    runs, best, select, report = list(rep.runs), dict(rep.best), rep.select, rep.report
+    written = []
+    if rep.confirmation is None:  # a confirmation's few cells make no temperature map
+        written += heatmaps(task, runs, select, out_dir)
+    title = f"{task.name} ({results_dict['dataset']})"
+    for name, fig in (
+        ("curves.png", curves(runs, best, select, report)),
+        ("comparison.png", comparison(runs, best, select, report, direction(task, report), title)),
+        (
+            "profiles.png",
+            None
+            if rep.confirmation is not None
+            else profiles(runs, select, report, rep.direction, title),
+        ),
+    ):
+        if fig is not None:
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
+    written += task_figures(task, results_dict, best, figure_arrays, out_dir)
+    return written
+
+
+def heatmaps(task: Any, runs: list[dict[str, Any]], select: str, out_dir: str) -> list[str]:
+    """`heatmap_<estimator>_<metric>.png` for every two-temperature estimator of the sweep and
+    every heatmap metric of the task; the starred cell is the best config by `select`."""
+    from dst_jax.tasks.base import direction
+
+    written = []
+    sel_dir = direction(task, select)
+    for est in dict.fromkeys(r["estimator"] for r in runs):
+        if est not in estimator_lib.REGISTRY or estimator_lib.REGISTRY[est].n_temperatures != 2:
+            continue
+        tfs, tbs, sel = results.heatmap_grid(runs, select, sel_dir, est)
+        if sel.size == 0 or not (sel == sel).any():
+            continue
+        best = results.best_cell(sel, sel_dir)
+        for metric in task.heatmap_metrics:
+            _, _, mat = results.heatmap_grid(runs, metric, sel_dir, est, select=select)
+            title = f"{est}: {metric} (mean over seeds); star: selected by {select}"
+            fig = plotting.heatmap(tfs, tbs, mat, best, direction(task, metric), metric, title)
+            name = f"heatmap_{est}_{metric}.png"
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
+    return written
+
+
+def code_grids(
+    task: Any, chosen: dict[str, tuple[dict[str, Any], str]], results_dict: Any, out_dir: str
+) -> list[str]:
+    """`codes_<estimator>.png`: what each code of the best config decodes to (the task's
+    `code_grid` figure array, (L, C, D); absent when redrawn from results.json)."""
+    written = []
+    for est, (arrays, what) in chosen.items():
+        if "code_grid" in arrays:
+            name = f"codes_{est}.png"
+            fig = plotting.code_grid(
+                arrays["code_grid"], f"{task.name}: decoded codes, best {what}"
+            )
+            plotting.save(fig, os.path.join(out_dir, name))
+            written.append(name)
+    return written
+
+
+# The figures a task may declare by name in its `extra_figures`.
+TASK_FIGURES: dict[str, Callable[..., list[str]]] = {"code_grids": code_grids}
+
+
+def task_figures(
+    task: Any,
+    results_dict: dict[str, Any],
+    best: dict[str, dict[str, Any]],
+    figure_arrays: list[dict[str, Any]],
+    out_dir: str,
+) -> list[str]:
+    """Figures from the task's arrays, for the best config of each estimator (its lowest seed
+    that did not diverge): `<name>.png` for each of the task's `histograms` (e.g.
+    `gate_hist.png`), then the task's `extra_figures` (module docstring)."""
+    from dst_jax.tasks import common
+
+    runs = results_dict["runs"]
+    chosen: dict[str, tuple[dict[str, Any], str]] = {}
+    for est, row in best.items():
+        index = (results.run_indices(runs, row, finished=True) or results.run_indices(runs, row))[0]
+        # Without the training's arrays (figures redrawn from results.json), the histograms
+        # come from the run's final metrics and the code grids keep their earlier files.
+        arrays = figure_arrays[index] if figure_arrays else dict(runs[index]["final"])
+        chosen[est] = (arrays, f"{label(row)}, seed {runs[index]['seed']}")
+    written = []
+    for name, bins in task.histograms.items():
+        bars = {}
+        for arrays, what in chosen.values():
+            if arrays.get(name) is not None:
+                hist = np.asarray(arrays[name])
+                bars[f"{what}, perplexity {float(common.perplexity(hist)):.2f}"] = hist
+        if not bars:
+            continue
+        title = f"{task.name}: {name} of the best config per estimator ({results_dict['dataset']})"
+        plotting.save(
+            plotting.histograms(bars, bins, title, "fraction"), os.path.join(out_dir, f"{name}.png")
+        )
+        written.append(f"{name}.png")
+    for maker in getattr(task, "extra_figures", ()):
+        make = TASK_FIGURES[maker] if isinstance(maker, str) else maker
+        written += make(task, chosen, results_dict, out_dir)
+    return written

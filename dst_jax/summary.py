@@ -1,9 +1,11 @@
 """Markdown summaries of a sweep: the best config per estimator with intervals, the paired
 comparisons, and where each optimum lies. Used for `summary.md` and `experiments.report`.
 
-Every "best" here is the rule of `dst_jax.sweep.results`: the config with the best mean over
-seeds of the selection metric (`select`, a validation metric unless the sweep selects on
-test); the numbers reported are `report` metrics of that config.
+Nothing is selected here: `render(report)` writes a `dst_jax.sweep.report.SweepReport`, which
+holds every "best" (the rule of `dst_jax.sweep.results`: the config with the best mean over
+seeds of the selection metric `select`, a validation metric unless the sweep selects on test);
+the numbers reported are `report` metrics of that config. The functions taking runs build that
+report first (kept for their callers).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.sweep import grid, halving, results, stats
+from dst_jax.sweep import grid, halving, results
+from dst_jax.sweep import report as report_lib
+from dst_jax.sweep.report import SweepReport
 from dst_jax.sweep.stats import Paired
 
 
@@ -70,9 +74,8 @@ def best_table(
     return "\n".join(lines)
 
 
-def _entry(name: str) -> estimator_lib.Estimator | None:
-    # Results may name an estimator this installation no longer registers.
-    return estimator_lib.REGISTRY[name] if name in estimator_lib.REGISTRY else None
+# Results may name an estimator this installation no longer registers.
+_entry = report_lib.registry_entry
 
 
 def _config(row: dict[str, Any]) -> str:
@@ -113,9 +116,15 @@ def paired_table(
     direction: str,
     reference: str = estimator_lib.REFERENCE,
 ) -> str:
-    """Paired comparisons on `report`, seed by seed (A - B; "A wins" counts seeds where A is
-    better in the metric's direction):
-    - the best config of `reference` against the best config of every other estimator;
+    """Paired comparisons on `report` of the best configs `best` (see `comparisons_table`)."""
+    rep = report_lib.compute(runs, select, report, direction, (), best=best, reference=reference)
+    return comparisons_table(rep)
+
+
+def comparisons_table(rep: SweepReport) -> str:
+    """The report's paired comparisons on `report`, seed by seed (A - B; "A wins" counts seeds
+    where A is better in the metric's direction):
+    - the best config of the reference estimator against the best config of every other one;
     - for each two-temperature estimator, its best cell against its best diagonal cell
       (tau_f = tau_b), the comparison behind the claim that decoupling helps.
 
@@ -123,37 +132,21 @@ def paired_table(
     comparisons. With one seed a difference is a single observation: its row says so instead
     of an interval.
     """
-    head = (
-        f"| A | B | mean A - B ({report}) | 95% interval | p (Holm) | A wins |\n"
+    lines = [
+        f"| A | B | mean A - B ({rep.report}) | 95% interval | p (Holm) | A wins |\n"
         "|---|---|---|---|---|---|"
-    )
-    rows: list[tuple[str, str, Paired, float] | str] = []
-
-    def add(a, b, label_a, label_b):
-        p = results.compare(runs, a, b, report, direction)
-        pv = stats.paired_t_p(
-            results.seed_values(runs, a, report), results.seed_values(runs, b, report)
-        )
-        rows.append((label_a, label_b, p, pv))
-
-    ref = best.get(reference)
-    if ref is not None:
-        for est, row in best.items():
-            if est != reference:
-                add(ref, row, _config(ref), _config(row))
-    for est, row in best.items():
-        entry = _entry(est)
-        if entry is None or entry.n_temperatures != 2:
-            continue
-        diag = results.best_diagonal(runs, est, select, direction)
-        if diag is not None and (diag["tau_f"], diag["tau_b"]) != (row["tau_f"], row["tau_b"]):
-            add(row, diag, _config(row), _config(diag) + " diagonal")
-        elif diag is not None:
-            rows.append(f"| {_config(row)} | (the best cell is on the diagonal) | 0 | - | - | - |")
-    adjusted = iter(stats.holm([r[3] for r in rows if not isinstance(r, str)]))
-    lines = [head]
-    for r in rows:
-        lines.append(r if isinstance(r, str) else _paired_line(r[0], r[1], r[2], next(adjusted)))
+    ]
+    for c in rep.comparisons:
+        if c.kind == "reference":
+            lines.append(_paired_line(_config(c.a), _config(c.b), c.paired, c.p_holm))
+    diagonal = {c.a["estimator"]: c for c in rep.comparisons if c.kind == "diagonal"}
+    for est, row in rep.best.items():
+        if est in diagonal:
+            c = diagonal[est]
+            label_b = _config(c.b) + " diagonal"
+            lines.append(_paired_line(_config(c.a), label_b, c.paired, c.p_holm))
+        elif est in rep.diagonal_is_best:
+            lines.append(f"| {_config(row)} | (the best cell is on the diagonal) | 0 | - | - | - |")
     return "\n".join(lines)
 
 
@@ -167,12 +160,18 @@ def paired_note(runs: list[dict[str, Any]]) -> str:
 
 def optimum_lines(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> list[str]:
     """One line per tempered estimator: its best temperatures and whether each is interior."""
-    lines = []
+    optima = {}
     for est, row in best.items():
         entry = _entry(est)
-        if entry is None or not entry.axes:
-            continue
-        pos = results.optimum_position(runs, row, entry.axes)
+        if entry is not None and entry.axes:
+            optima[est] = results.optimum_position(runs, row, entry.axes)
+    return _optimum_lines(best, optima)
+
+
+def _optimum_lines(best: Mapping[str, dict[str, Any]], optima: Mapping) -> list[str]:
+    lines = []
+    for est, pos in optima.items():
+        row = best[est]
         where = ", ".join(f"{axis} = {row[axis]:g} ({p})" for axis, p in pos.items())
         interior = all(p == "interior" for p in pos.values())
         lines.append(f"- {est}: {where}; {'interior' if interior else 'ON THE EDGE of the grid'}")
@@ -209,22 +208,35 @@ def sweep_summary(
     histograms: Mapping[str, Sequence[str]] | None = None,
     rungs: Sequence[int] | None = None,
 ) -> str:
+    """The whole summary.md of `runs` (`render` of their report)."""
+    rep = report_lib.compute(runs, select, report, direction, metrics, estimators, rungs=rungs)
+    return render(rep, histograms)
+
+
+def render(rep: SweepReport, histograms: Mapping[str, Sequence[str]] | None = None) -> str:
     """The whole summary.md: best configs, paired comparisons, optimum positions, for each of
     the task's `histograms` (results key -> bin names) that histogram of every best config, and
-    with successive halving (`rungs`: the steps its rungs end at) the cells alive per rung."""
-    best = results.best_per_estimator(runs, select, direction, metrics)
+    with successive halving (the report's `rungs`) the cells alive per rung. A confirmation's
+    report renders as `confirm.confirmation_summary`."""
+    runs, best = list(rep.runs), dict(rep.best)
+    if rep.confirmation is not None:
+        from dst_jax import confirm
+
+        return confirm.confirmation_summary(
+            runs, dict(rep.confirmation), rep.select, rep.report, rep.direction, rep.metrics
+        )
     rounds = max((r.get("round", 0) for r in runs), default=0)
     refined = sum(r.get("round", 0) > 0 for r in runs)
     parts = [
-        f"Best config per estimator, selected by mean `{select}` over seeds; "
+        f"Best config per estimator, selected by mean `{rep.select}` over seeds; "
         "mean ± std (ddof = 1) [95% Student-t interval] over seeds:",
         "",
-        best_table(best, metrics, estimators),
+        best_table(best, rep.metrics, rep.estimators),
         "",
-        f"Paired comparisons on `{report}` (same seeds, same initialisation and minibatch order);"
-        + paired_note(runs),
+        f"Paired comparisons on `{rep.report}` (same seeds, same initialisation and minibatch "
+        "order);" + paired_note(runs),
         "",
-        paired_table(runs, best, select, report, direction),
+        comparisons_table(rep),
         "",
         "Where each optimum lies on its temperature grid"
         + (
@@ -233,7 +245,7 @@ def sweep_summary(
             else ":"
         ),
         "",
-        *optimum_lines(runs, best),
+        *_optimum_lines(best, rep.optima),
     ]
     for name, bins in (histograms or {}).items():
         if any(name in r["final"] for r in runs):
@@ -243,12 +255,12 @@ def sweep_summary(
                 "",
                 histogram_table(runs, best, name, bins),
             ]
-    if rungs:
+    if rep.rungs:
         parts += [
             "",
             "Successive halving: cells (configs, their seeds together) trained through each "
             "rung; the tables above hold only the cells that reached the last rung:",
             "",
-            halving.rung_table(runs, rungs),
+            halving.rung_table(runs, rep.rungs),
         ]
     return "\n".join(parts)

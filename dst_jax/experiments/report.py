@@ -29,6 +29,7 @@ from typing import Any
 
 from dst_jax import confirm, runner, summary, tasks
 from dst_jax.argtypes import int_at_least
+from dst_jax.sweep import report as report_lib
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
 
@@ -38,20 +39,16 @@ def _selection_shift(task, runs: list[dict[str, Any]], report: str) -> list[str]
     on validation and on test (the optimism of selecting on the number one reports)."""
     if not any(f"val_{task.headline_metric}" in r["final"] for r in runs):
         return []
-    val_sel, test_sel = f"val_{task.headline_metric}", f"test_{task.headline_metric}"
-    d = direction(task, report)
-    on_val = results.best_per_estimator(runs, val_sel, d, (report,))
-    on_test = results.best_per_estimator(runs, test_sel, d, (report,))
+    res = {"runs": runs, "config": {"sweep": {}}}
+    on_val = report_lib.build_report(task, res, select_on="val")
+    on_test = report_lib.build_report(task, res, select_on="test")
     lines = [
         f"Selected on validation vs on test (`{report}`, mean over seeds of the selected config):",
         "",
         "| estimator | on validation | on test | difference | same config |",
         "|---|---|---|---|---|",
     ]
-    for est in on_val:
-        if est not in on_test:
-            continue
-        a, b = on_val[est], on_test[est]
+    for est, a, b in report_lib.selection_shift(on_val, on_test):
         same = results.config_key(a) == results.config_key(b)
         diff = b[f"{report}_mean"] - a[f"{report}_mean"]
         lines.append(
@@ -158,9 +155,8 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
                 0: "it ran with val_fraction = 0",
             }.get(cfg.get("task", {}).get("val_fraction"), "its runs hold no validation metrics")
             note = f" (this sweep has no validation split: {why})"
-    select, report_metric = f"{select_on}_{task.headline_metric}", f"test_{task.headline_metric}"
-    estimators = list(dict.fromkeys(r["estimator"] for r in runs))
-    metrics = tuple(dict.fromkeys((select, report_metric, *task.heatmap_metrics, "train_loss")))
+    rep = report_lib.build_report(task, res, select_on)
+    select, report_metric, metrics = rep.select, rep.report, rep.metrics
     sizes = res.get("data", {}).get("split_sizes", {})
     seeds = cfg["sweep"]["seeds"]
     lines = [
@@ -177,20 +173,7 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
             else "."
         ),
         "",
-        summary.sweep_summary(
-            runs,
-            select,
-            report_metric,
-            direction(task, select),
-            metrics,
-            estimators,
-            task.histograms,
-            cfg.get("halving", {}).get("rungs"),
-        )
-        if "confirmation" not in res
-        else confirm.confirmation_summary(
-            runs, res["confirmation"], select, report_metric, direction(task, select), metrics
-        ),
+        summary.render(rep, task.histograms),
     ]
     for est in grids:
         lines += grid_tables(task, runs, est, select, metrics)
@@ -239,8 +222,8 @@ def simulate_halving(out_dir: str, eta: int, n_rungs: int | None = None) -> str:
         marked = halving.replay(runs, select, d, eta, rungs)
     except ValueError as e:
         raise SystemExit(f"error: --simulate-halving {eta}: {e}") from None
-    full = results.best_per_estimator(runs, select, d, (report_metric,))
-    halved = results.best_per_estimator(marked, select, d, (report_metric,))
+    full = report_lib.compute(runs, select, report_metric, d, (report_metric,)).best
+    halved = report_lib.compute(marked, select, report_metric, d, (report_metric,)).best
     lrs = len({r["lr"] for r in runs})
     head = [
         "estimator",

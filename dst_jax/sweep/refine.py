@@ -1,7 +1,8 @@
 """Adaptive grids: extend a temperature axis whose optimum lies on its edge.
 
 After a round of training, for each estimator the best config (the rule of `results`, on the
-selection metric) is located on each of the estimator's temperature axes. Where it lies on the
+selection metric) is located on each of the estimator's temperature axes: the optimum
+positions of the round's report (`dst_jax.sweep.report`). Where it lies on the
 lowest or highest value, the axis gets the next value beyond that edge, geometrically:
 `edge^2 / neighbour` (0.1 after 0.2 gives 0.05), rounded to 6 significant digits and kept
 within the estimators' temperature range. The new cells are every combination of the extended
@@ -17,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.sweep import results
+from dst_jax.sweep import report as report_lib
 from dst_jax.sweep.grid import Run
+from dst_jax.sweep.report import SweepReport
 
 
 def beyond(values: Sequence[float], edge: str) -> float | None:
@@ -38,14 +40,18 @@ def new_runs(
 
     `records` are the results of every run trained so far (`trained`, in the same order).
     """
-    best = results.best_per_estimator(records, select, direction)
+    rep = report_lib.compute(records, select, select, direction, ())
+    return runs_beyond_edges(rep, trained)
+
+
+def runs_beyond_edges(rep: SweepReport, trained: Sequence[Run]) -> list[Run]:
+    """The new runs past every edge on which one of the report's optima lies (`new_runs`)."""
     added: list[Run] = []
-    for est, row in best.items():
+    for est, position in rep.optima.items():
         entry = estimator_lib.REGISTRY[est]
         own = [r for r in trained if r.estimator == est]
-        if not entry.axes or not own:
+        if not own:
             continue
-        position = results.optimum_position(records, row, entry.axes)
         values = {axis: sorted({getattr(r, axis) for r in own}) for axis in entry.axes}
         grew = False
         for axis in entry.axes:

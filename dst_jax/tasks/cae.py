@@ -323,6 +323,7 @@ class CAETask(TaskBase):
         }
     )
     heatmap_metrics = ("test_loss", "test_perplexity")
+    extra_figures = ("code_grids",)  # figures of its own (`dst_jax.figures.TASK_FIGURES`)
 
     def init_params(self, key: jax.Array, data: Mapping[str, jax.Array]) -> Params:
         return init_params(key, self.config, data["train_x"].shape[-1])
