@@ -7,7 +7,6 @@ This is where compute (`dst_jax.sweep`, `dst_jax.tasks`) meets presentation (`ds
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 import json
 import os
@@ -17,18 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
 
-from dst_jax import confirm, plotting, provenance, summary, tasks
-from dst_jax import estimators as estimator_lib
 from dst_jax import figures as figures_lib
+from dst_jax import provenance, summary, tasks
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.provenance import machine_info  # noqa: F401  (re-exported: its earlier home)
-from dst_jax.sweep import grid, halving, refine, results
+from dst_jax.sweep import grid, halving, refine
+from dst_jax.sweep import report as report_lib
 from dst_jax.sweep.checkpoint import Checkpoint, CheckpointError
-from dst_jax.sweep.config import SweepConfig
+from dst_jax.sweep.config import OPTIMIZER_FIELDS, TASK_OPTIMIZER, EngineOptions, SweepConfig
 from dst_jax.sweep.engine import train_runs
-from dst_jax.tasks import common
 from dst_jax.tasks.base import Task, direction
 
 # Sweep settings that change how a sweep runs, not what its runs compute: the checkpoint's
@@ -40,12 +37,37 @@ _RUN_ONLY_DEFAULTS = {
     for f in dataclasses.fields(SweepConfig)
     if f.name in ("chunk_size", "checkpoint_every_s", "refine")
 }
+_OPTIMIZER_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(SweepConfig) if f.name in OPTIMIZER_FIELDS
+}
 
 
 def selection(task: Task, config: dict[str, Any]) -> tuple[str, str]:
     """(select, report) of a results config: the metric that picks the best config (the
     headline metric on the selection split) and the one reported for it (on the test split)."""
-    return f"{config['sweep']['select_on']}_{task.headline_metric}", f"test_{task.headline_metric}"
+    return report_lib.selection(task, config)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A sweep ready to train (`prepare`): its runs, data, results config and checkpoint."""
+
+    runs: list[grid.Run]
+    data: dict[str, Any]
+    info: dict[str, Any]
+    config: dict[str, Any]
+    checkpoint: Checkpoint
+    t0: float
+
+
+@dataclasses.dataclass
+class Trained:
+    """What `train` returns: every run's record (with its refinement `round`), figure arrays
+    and each round's timing per estimator."""
+
+    records: list[dict[str, Any]]
+    figures: list[dict[str, Any]]
+    per_estimator: dict[str, dict[str, Any]]
 
 
 def run_sweep(
@@ -64,6 +86,10 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Train the sweep's grid and write its results into `out_dir`; returns the results dict.
 
+    `task` is any object with the Task protocol (`dst_jax.tasks.base.Task`): a built-in task or
+    a user's own. The three steps are `prepare` (grid, data, config, checkpoint), `train` (the
+    engine, with halving and refinement rounds) and `write`.
+
     Files: `results.json` (DESIGN.md section 3; deterministic for a given sweep, so an interrupted
     and resumed sweep writes the same file), `timing.json` (machine, wall and compile times),
     `summary.md`, the figures, and `checkpoint/` (resume state; safe to delete once the sweep is
@@ -77,6 +103,25 @@ def run_sweep(
       CheckpointError: if `out_dir` holds the results of a different sweep; `overwrite=True`
         deletes them (results, summary, timing and figures) first.
     """
+    prepared = prepare(task, sweep, out_dir, data_dir, runs=runs, overwrite=overwrite, log=log)
+    trained = train(task, sweep, prepared, progress=progress, callback=callback, log=log)
+    return write(
+        task, prepared, trained, out_dir, command=command, confirmation=confirmation, log=log
+    )
+
+
+def prepare(
+    task: Task,
+    sweep: SweepConfig,
+    out_dir: str,
+    data_dir: str | None = None,
+    *,
+    runs: list[grid.Run] | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], object] = print,
+) -> Prepared:
+    """The runs (the sweep's grid, or `runs`), the data, the results config, and the opened
+    checkpoint of `out_dir` (after `claim_out_dir`)."""
     t0 = time.perf_counter()
     if runs is None:
         runs = grid.expand(sweep, task)
@@ -84,6 +129,11 @@ def run_sweep(
         raise ValueError("an explicit list of runs has no grid to refine; leave refine at 0")
     else:
         runs = list(runs)
+    if sweep.optimizer == TASK_OPTIMIZER and not callable(getattr(task, "make_optimizer", None)):
+        raise ValueError(
+            f"optimizer 'task' needs the task {task.name!r} to have make_optimizer(learning_rate); "
+            "give an optax optimizer's name instead (--optimizer adam)"
+        )
     data, info = task.load_data(data_dir)
     if sweep.select_on == "val" and "val_x" not in data:
         raise ValueError(
@@ -105,7 +155,6 @@ def run_sweep(
         "eval_every": eval_every,
         "eval_splits": [s for s in ("val", "test") if f"{s}_x" in data],
     }
-    select, _ = selection(task, config)
     if sweep.halving:
         rungs = halving.rung_steps(steps, eval_every, sweep.halving, sweep.rungs)
         config["halving"] = {"eta": sweep.halving, "rungs": rungs}
@@ -115,7 +164,7 @@ def run_sweep(
         {
             "task": task.name,
             "dataset": info.get("dataset"),
-            "config": {**config, "sweep": {**config["sweep"], **_RUN_ONLY_DEFAULTS}},
+            "config": {**config, "sweep": _fingerprint_sweep(config["sweep"])},
             "runs": [dataclasses.asdict(r) for r in runs],
         }
     )
@@ -123,30 +172,42 @@ def run_sweep(
         f"{task.name}: {len(runs)} runs x {steps} steps on {info.get('dataset')} "
         f"({jax.device_count()} {jax.devices()[0].platform} device(s)); out: {out_dir}"
     )
+    return Prepared(runs, data, info, config, ckpt, t0)
 
-    def train(round_runs, tag):
+
+def train(
+    task: Task,
+    sweep: SweepConfig,
+    prepared: Prepared,
+    *,
+    progress: bool = True,
+    callback: Callable[[str, int, int], None] | None = None,
+    log: Callable[[str], object] = print,
+) -> Trained:
+    """Train the prepared runs (with halving if the sweep asks), then each refinement round's
+    runs beyond the edges of the grid."""
+    config = prepared.config
+    select, _ = selection(task, config)
+    options = EngineOptions.of_sweep(
+        sweep,
+        steps=config["steps"],
+        eval_every=config["eval_every"],
+        checkpoint=prepared.checkpoint,
+        progress=progress,
+        callback=callback,
+    )
+
+    def train_round(round_runs, tag):
+        opts = dataclasses.replace(options, tag=tag)
         if sweep.halving:
-            rule = {"rungs": rungs, "eta": sweep.halving, "select": select}
-            fn = functools.partial(halving.train_halving, **rule, direction=direction(task, select))
-        else:
-            fn = train_runs
-        return fn(
-            task,
-            data,
-            round_runs,
-            steps=steps,
-            eval_every=eval_every,
-            chunk_size=sweep.chunk_size,
-            checkpoint=ckpt,
-            checkpoint_every_s=sweep.checkpoint_every_s,
-            progress=progress,
-            callback=callback,
-            tag=tag,
-            test_at=sweep.test_at,
-            prng=sweep.prng,
-        )
+            rule = {"rungs": config["halving"]["rungs"], "eta": sweep.halving, "select": select}
+            return halving.train_halving(
+                task, prepared.data, round_runs, opts, **rule, direction=direction(task, select)
+            )
+        return train_runs(task, prepared.data, round_runs, opts)
 
-    out = train(runs, "grid")
+    runs = prepared.runs
+    out = train_round(runs, "grid")
     records = [{**r, "round": 0} for r in out.runs]
     figures, per_estimator = list(out.figures), {"grid": out.timing}
     for k in range(1, sweep.refine + 1):
@@ -154,27 +215,43 @@ def run_sweep(
         if not extra:
             break
         log(f"refinement round {k}: {len(extra)} runs beyond the edges of the grid")
-        out = train(extra, f"refine{k}")
+        out = train_round(extra, f"refine{k}")
         runs += extra
         records += [{**r, "round": k} for r in out.runs]
         figures += out.figures
         per_estimator[f"refine{k}"] = out.timing
+    return Trained(records, figures, per_estimator)
+
+
+def write(
+    task: Task,
+    prepared: Prepared,
+    trained: Trained,
+    out_dir: str,
+    *,
+    command: str | None = None,
+    confirmation: dict[str, Any] | None = None,
+    log: Callable[[str], object] = print,
+) -> dict[str, Any]:
+    """results.json, timing.json, summary.md and the figures of a trained sweep (process 0
+    only); returns the results dict."""
+    config, per_estimator, ckpt = prepared.config, trained.per_estimator, prepared.checkpoint
     # The chunk sizes that actually ran (a resumed sweep keeps its first invocation's).
     config["chunk_sizes"] = {
         tag: {est: t["chunk_size"] for est, t in per.items()} for tag, per in per_estimator.items()
     }
     results_dict = {
         "task": task.name,
-        "dataset": info.get("dataset"),
+        "dataset": prepared.info.get("dataset"),
         "config": config,
-        "data": info,
-        "runs": records,
+        "data": prepared.info,
+        "runs": trained.records,
     }
     if confirmation is not None:
         results_dict["confirmation"] = confirmation
-    ckpt.add_timing(wall_s=time.perf_counter() - t0)
+    ckpt.add_timing(wall_s=time.perf_counter() - prepared.t0)
     if jax.process_index() == 0:
-        written = write_outputs(task, results_dict, figures, out_dir, log)
+        written = write_outputs(task, results_dict, trained.figures, out_dir, log)
         invocations = ckpt.timing()["invocations_wall_s"]
         atomic_write_json(
             os.path.join(out_dir, "timing.json"),
@@ -204,11 +281,22 @@ def time_line(per_estimator: dict[str, dict[str, dict[str, Any]]], wall_s: float
     )
 
 
+def _fingerprint_sweep(sweep_fields: dict[str, Any]) -> dict[str, Any]:
+    """The sweep fields that make a sweep what it is: the run-only settings at their defaults,
+    and the optimizer's fields only where they differ from the default (Adam), so a results
+    file or checkpoint written before the optimizer was a setting is the same sweep."""
+    out = {**sweep_fields, **_RUN_ONLY_DEFAULTS}
+    for name, default in _OPTIMIZER_DEFAULTS.items():
+        if out.get(name, default) == default:
+            out.pop(name, None)
+    return out
+
+
 def _sweep_identity(task: str, dataset: Any, config: dict[str, Any]) -> dict[str, Any]:
     """What makes two results files the same sweep: task, data and config, without the settings
     that change only how it runs and the chunk sizes that ran (JSON-normalised)."""
     config = {k: v for k, v in config.items() if k != "chunk_sizes"}
-    config["sweep"] = {**config.get("sweep", {}), **_RUN_ONLY_DEFAULTS}
+    config["sweep"] = _fingerprint_sweep(config.get("sweep", {}))
     return json.loads(json.dumps({"task": task, "dataset": dataset, "config": config}))
 
 
@@ -272,119 +360,24 @@ def write_outputs(
     write_results: bool = True,
 ) -> list[str]:
     """results.json, summary.md and the figures of a finished sweep; returns the names written.
+    Every one reads the sweep's report (`dst_jax.sweep.report.build_report`), built once here.
 
     `figure_arrays` may be empty (figures redrawn from results.json, `write_results` False):
     then the figures that need the trained parameters (code grids) are not drawn."""
     if write_results:
         atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
-    runs = results_dict["runs"]
-    select, report = selection(task, results_dict["config"])
-    sel_dir = direction(task, select)
-    metrics = tuple(dict.fromkeys((select, report, *task.heatmap_metrics, "train_loss")))
-    estimators = list(dict.fromkeys(r["estimator"] for r in runs))
-    confirmation = results_dict.get("confirmation")
-    if confirmation is not None:
-        text = confirm.confirmation_summary(runs, confirmation, select, report, sel_dir, metrics)
-        best = confirm.fixed_best(runs, confirmation["configs"], metrics)
-    else:
-        rungs = results_dict["config"].get("halving", {}).get("rungs")
-        text = summary.sweep_summary(
-            runs, select, report, sel_dir, metrics, estimators, task.histograms, rungs
-        )
-        best = results.best_per_estimator(runs, select, sel_dir, metrics)
+    rep = report_lib.build_report(task, results_dict)
+    text = summary.render(rep, task.histograms)
     atomic_write_text(os.path.join(out_dir, "summary.md"), text + "\n")
     log("\n" + text)
-
     written = ["summary.md"]
-    if confirmation is None:  # a confirmation's few cells make no temperature map
-        written += heatmaps(task, runs, select, out_dir)
-    title = f"{task.name} ({results_dict['dataset']})"
-    for name, fig in (
-        ("curves.png", figures_lib.curves(runs, best, select, report)),
-        (
-            "comparison.png",
-            figures_lib.comparison(runs, best, select, report, direction(task, report), title),
-        ),
-        (
-            "profiles.png",
-            None
-            if confirmation is not None
-            else figures_lib.profiles(runs, select, report, sel_dir, title),
-        ),
-    ):
-        if fig is not None:
-            plotting.save(fig, os.path.join(out_dir, name))
-            written.append(name)
-    written += task_figures(task, results_dict, best, figure_arrays, out_dir)
+    written += figures_lib.write_figures(task, rep, results_dict, figure_arrays, out_dir)
     return written
 
 
-def heatmaps(task: Task, runs: list[dict[str, Any]], select: str, out_dir: str) -> list[str]:
-    """`heatmap_<estimator>_<metric>.png` for every two-temperature estimator of the sweep and
-    every heatmap metric of the task; the starred cell is the best config by `select`."""
-    written = []
-    sel_dir = direction(task, select)
-    present = dict.fromkeys(r["estimator"] for r in runs)
-    for est in present:
-        if est not in estimator_lib.REGISTRY or estimator_lib.REGISTRY[est].n_temperatures != 2:
-            continue
-        tfs, tbs, sel = results.heatmap_grid(runs, select, sel_dir, est)
-        if sel.size == 0 or not (sel == sel).any():
-            continue
-        best = results.best_cell(sel, sel_dir)
-        for metric in task.heatmap_metrics:
-            _, _, mat = results.heatmap_grid(runs, metric, sel_dir, est, select=select)
-            title = f"{est}: {metric} (mean over seeds); star: selected by {select}"
-            fig = plotting.heatmap(tfs, tbs, mat, best, direction(task, metric), metric, title)
-            name = f"heatmap_{est}_{metric}.png"
-            plotting.save(fig, os.path.join(out_dir, name))
-            written.append(name)
-    return written
-
-
-def task_figures(
-    task: Task,
-    results_dict: dict[str, Any],
-    best: dict[str, dict[str, Any]],
-    figure_arrays: list[dict[str, Any]],
-    out_dir: str,
-) -> list[str]:
-    """Figures from the task's arrays, for the best config of each estimator (its lowest seed
-    that did not diverge): `codes_<estimator>.png` from a code grid, `<name>.png` for each of the
-    task's `histograms` (e.g. `gate_hist.png`)."""
-    runs = results_dict["runs"]
-    chosen = {
-        est: (results.run_indices(runs, row, finished=True) or results.run_indices(runs, row))[0]
-        for est, row in best.items()
-    }
-    written = []
-    hists: dict[str, dict[str, np.ndarray]] = {name: {} for name in task.histograms}
-    for est, index in chosen.items():
-        # Without the training's arrays (figures redrawn from results.json), the histograms
-        # come from the run's final metrics and the code grids keep their earlier files.
-        arrays = figure_arrays[index] if figure_arrays else dict(runs[index]["final"])
-        row = best[est]
-        label = f"{figures_lib.label(row)}, seed {runs[index]['seed']}"
-        if "code_grid" in arrays:
-            name = f"codes_{est}.png"
-            fig = plotting.code_grid(
-                arrays["code_grid"], f"{task.name}: decoded codes, best {label}"
-            )
-            plotting.save(fig, os.path.join(out_dir, name))
-            written.append(name)
-        for name in task.histograms:
-            if arrays.get(name) is not None:
-                hist = np.asarray(arrays[name])
-                ppl = float(common.perplexity(hist))
-                hists[name][f"{label}, perplexity {ppl:.2f}"] = hist
-    for name, bars in hists.items():
-        if not bars:
-            continue
-        title = f"{task.name}: {name} of the best config per estimator ({results_dict['dataset']})"
-        fig = plotting.histograms(bars, task.histograms[name], title, "fraction")
-        plotting.save(fig, os.path.join(out_dir, f"{name}.png"))
-        written.append(f"{name}.png")
-    return written
+# Kept here for their callers; they live with the other figures.
+heatmaps = figures_lib.heatmaps
+task_figures = figures_lib.task_figures
 
 
 def redraw(out_dir: str, log=print) -> list[str]:

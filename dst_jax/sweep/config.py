@@ -3,11 +3,88 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from dst_jax.estimators import DEFAULT_TAUS
 
+if TYPE_CHECKING:
+    import jax
+
+    from dst_jax.sweep.checkpoint import Checkpoint
+
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+TEST_AT = ("end", "every")  # the first is the default everywhere (config, engine, halving)
+# `optimizer="task"`: the task's own `make_optimizer(learning_rate)` builds it.
+TASK_OPTIMIZER = "task"
+# The optimizer fields of `SweepConfig`, with their defaults (Adam, nothing added).
+OPTIMIZER_FIELDS = ("optimizer", "momentum", "weight_decay", "clip_norm")
+
+
+def _optax_optimizer(name: str) -> Callable[..., Any]:
+    """optax's optimizer `name` (any optax function taking a `learning_rate`), or ValueError."""
+    import optax
+
+    fn = getattr(optax, name, None) if name.isidentifier() and not name.startswith("_") else None
+    if not callable(fn) or "learning_rate" not in _params(fn):
+        raise ValueError(
+            f"optimizer {name!r} is not an optax optimizer taking a learning_rate; give one of "
+            f"optax's names, e.g. adam, adamw, sgd, radam, lion, or {TASK_OPTIMIZER!r} for the "
+            "task's make_optimizer"
+        )
+    return fn
+
+
+def _params(fn: Callable[..., Any]) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def build_optimizer(
+    name: str,
+    learning_rate: Any,
+    *,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    clip_norm: float | None = None,
+    task_factory: Callable[[Any], Any] | None = None,
+):
+    """The optax.GradientTransformation of a sweep's optimizer fields.
+
+    `name` is an optax optimizer called with `learning_rate` (a schedule or an array: the
+    learning rate is a vmapped grid axis), and `momentum` where given (sgd's, e.g.);
+    `weight_decay` goes to the optimizer's own `weight_decay` argument (adamw, lion, ...) or,
+    for one without it, is added to the gradient before it (`optax.add_decayed_weights`, an L2
+    penalty); `clip_norm` chains `optax.clip_by_global_norm` before everything. Unset fields
+    keep optax's defaults, so the defaults give exactly `optax.adam(learning_rate)`.
+    `name == "task"` calls `task_factory(learning_rate)` instead.
+    """
+    import optax
+
+    if name == TASK_OPTIMIZER:
+        if task_factory is None:
+            raise ValueError(
+                "optimizer 'task' needs a task with make_optimizer(learning_rate); this task "
+                "has none: give an optax name (--optimizer adam)"
+            )
+        opt = task_factory(learning_rate)
+    else:
+        fn = _optax_optimizer(name)
+        kwargs: dict[str, Any] = {}
+        if momentum is not None:
+            kwargs["momentum"] = momentum
+        own_decay = weight_decay is not None and "weight_decay" in _params(fn)
+        if own_decay:
+            kwargs["weight_decay"] = weight_decay
+        opt = fn(learning_rate=learning_rate, **kwargs)
+        if weight_decay is not None and not own_decay:
+            opt = optax.chain(optax.add_decayed_weights(weight_decay), opt)
+    if clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+    return opt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +121,7 @@ class SweepConfig:
     # to compare with papers that select on test); the test split is evaluated at every
     # evaluation ("every") or only after the last step ("end").
     select_on: str = "val"
-    test_at: str = "end"
+    test_at: str = TEST_AT[0]
     # Rounds of adaptive refinement: where an estimator's best cell lies on the edge of a
     # temperature axis, the axis is extended beyond it and the new cells trained.
     refine: int = 0
@@ -58,12 +135,33 @@ class SweepConfig:
     # streams): "threefry2x32" (JAX's default), "rbg" or "unsafe_rbg" (cheaper on some
     # platforms).
     prng: str = "threefry2x32"
+    # The optimizer (`build_optimizer`): an optax optimizer's name ("adam", "adamw", "sgd",
+    # "radam", "lion", ...; or "task": the task's `make_optimizer(learning_rate)`), with
+    # sgd-style `momentum`, `weight_decay` and gradient clipping at `clip_norm` (global norm);
+    # None keeps optax's default. The learning rate is the `lrs` grid axis.
+    optimizer: str = "adam"
+    momentum: float | None = None
+    weight_decay: float | None = None
+    clip_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.select_on not in ("val", "test"):
             raise ValueError(f"select_on must be 'val' or 'test', got {self.select_on!r}")
-        if self.test_at not in ("every", "end"):
+        if self.test_at not in TEST_AT:
             raise ValueError(f"test_at must be 'every' or 'end', got {self.test_at!r}")
+        if self.optimizer != TASK_OPTIMIZER:
+            fn = _optax_optimizer(self.optimizer)
+            if self.momentum is not None and "momentum" not in _params(fn):
+                raise ValueError(
+                    f"optimizer {self.optimizer!r} takes no momentum; leave momentum unset or "
+                    "choose one that does (sgd)"
+                )
+        for name in ("momentum", "weight_decay", "clip_norm"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and v >= 0):
+                raise ValueError(f"{name} must be a number >= 0 (or unset), got {v!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive, got {self.clip_norm!r}")
         if self.prng not in PRNG_IMPLS:
             raise ValueError(f"prng must be one of {PRNG_IMPLS}, got {self.prng!r}")
         if not (isinstance(self.refine, int) and self.refine >= 0):
@@ -77,6 +175,11 @@ class SweepConfig:
         object.__setattr__(self, "axes", {k: tuple(v) for k, v in dict(self.axes).items()})
         taus = {k: (tuple(f), tuple(b)) for k, (f, b) in dict(self.estimator_taus).items()}
         object.__setattr__(self, "estimator_taus", taus)
+
+    @property
+    def optimizer_options(self) -> dict[str, Any]:
+        """The optimizer fields as `build_optimizer`'s arguments (hashable values)."""
+        return {name: getattr(self, name) for name in OPTIMIZER_FIELDS}
 
     def total_steps(self, n_train: int, batch_size: int) -> int:
         if n_train < batch_size:
@@ -94,3 +197,68 @@ class SweepConfig:
                 f"max_steps={self.max_steps}); give a positive --epochs or --max-steps"
             )
         return steps
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    """How the engine trains a list of runs: length, evaluation, chunking, checkpoint, progress
+    and the program's options (one record for `train_runs`, `halving.train_halving` and
+    `run_chunk`).
+
+    `checkpoint` saves finished chunks and mid-chunk state (at most every
+    `checkpoint_every_s`), so a rerun with the same options continues where the last stopped;
+    `tag` keeps the chunk files of separate calls of one sweep apart; `test_at` ("end": the test
+    split only after the last step; "every") and `prng` are `make_fns`'s; `optimizer` is
+    `SweepConfig.optimizer_options` as sorted items (default: Adam). `callback(estimator,
+    chunk_index, segment_index)` runs after every segment (and its checkpoint); an exception
+    raised there interrupts the sweep cleanly.
+    """
+
+    steps: int
+    eval_every: int
+    chunk_size: int | None = None
+    checkpoint: Checkpoint | None = None
+    checkpoint_every_s: float = 60.0
+    devices: Sequence[jax.Device] | None = None
+    progress: bool = False
+    callback: Callable[[str, int, int], None] | None = None
+    tag: str = "grid"
+    test_at: str = TEST_AT[0]
+    prng: str = "threefry2x32"
+    optimizer: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.eval_every < 1:
+            raise ValueError(
+                f"steps ({self.steps}) and eval_every ({self.eval_every}) must be positive"
+            )
+        object.__setattr__(self, "optimizer", tuple(sorted(dict(self.optimizer).items())))
+
+    @classmethod
+    def of_sweep(cls, sweep: SweepConfig, **fields: Any) -> EngineOptions:
+        """The options a `SweepConfig` sets (chunking, checkpoint interval, test split, PRNG,
+        optimizer); `fields` add the rest (steps, eval_every, checkpoint, ...)."""
+        own = {
+            "chunk_size": sweep.chunk_size,
+            "checkpoint_every_s": sweep.checkpoint_every_s,
+            "test_at": sweep.test_at,
+            "prng": sweep.prng,
+            "optimizer": tuple(sweep.optimizer_options.items()),
+        }
+        return cls(**{**own, **fields})
+
+    def program_options(self) -> dict[str, Any]:
+        """`make_fns`'s keyword arguments."""
+        return {
+            "total_steps": self.steps,
+            "test_at": self.test_at,
+            "prng": self.prng,
+            "optimizer_options": self.optimizer,
+        }
+
+
+def engine_options(options: EngineOptions | None, fields: dict[str, Any]) -> EngineOptions:
+    """`options`, or one built from keyword arguments (the engine's earlier signature)."""
+    if options is None:
+        return EngineOptions(**fields)
+    return dataclasses.replace(options, **fields) if fields else options

@@ -28,6 +28,7 @@ from dst_jax import estimators as estimator_lib
 from dst_jax.sweep import devices as dev
 from dst_jax.sweep import grid, results
 from dst_jax.sweep.checkpoint import Checkpoint
+from dst_jax.sweep.config import EngineOptions, engine_options
 from dst_jax.sweep.train import make_fns
 from dst_jax.tasks.base import Task
 
@@ -91,7 +92,8 @@ _PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _program(task: Task, estimator: str, mesh, **options) -> Program:
-    """The cached `Program`; `options` are `make_fns`'s (total_steps, test_at, prng)."""
+    """The cached `Program`; `options` are `make_fns`'s (total_steps, test_at, prng,
+    optimizer_options: hashable values)."""
     per_task = _PROGRAMS.setdefault(task, {})
     entry = estimator_lib.REGISTRY[estimator]
     key = (entry, tuple(d.id for d in mesh.devices.flat), tuple(sorted(options.items())))
@@ -187,26 +189,120 @@ class _Where:
     k: int
 
 
+class Trainer:
+    """What one call of `train_runs` (or `halving.train_halving`) shares between its chunks:
+    the options, the device mesh, the replicated data, the evaluation intervals, the progress
+    bar and each estimator's seconds. Both loops train every chunk through `chunk`."""
+
+    def __init__(self, task: Task, data: dict[str, Any], n_runs: int, options: EngineOptions):
+        self.task, self.options = task, options
+        self.mesh = dev.mesh(options.devices)
+        self.data = {k: dev.to_global(v, dev.replicated(self.mesh)) for k, v in data.items()}
+        self.bounds = self.intervals(options.steps, options.eval_every)
+        self.bar = tqdm(
+            total=n_runs * options.steps,  # with halving an upper bound: stopped runs end early
+            unit="model-step",
+            unit_scale=True,
+            disable=not options.progress or jax.process_index() != 0,
+            dynamic_ncols=True,
+        )
+        self.seconds: dict[str, dict[str, float]] = {}
+
+    @staticmethod
+    def intervals(steps: int, eval_every: int) -> list[tuple[int, int]]:
+        """The evaluation intervals [start, end) of a run of `steps` steps."""
+        return [(s, min(s + eval_every, steps)) for s in range(0, steps, eval_every)]
+
+    def program(self, estimator: str, est_runs: list[grid.Run]) -> tuple[Program, int]:
+        """The estimator's compiled program and its chunk size (`plan_chunks`)."""
+        o = self.options
+        program = _program(self.task, estimator, self.mesh, **o.program_options())
+        program.on_compile = functools.partial(_compile_status, self.bar, estimator)
+        c0 = program.compile_s
+        size = plan_chunks(
+            program, est_runs, self.mesh, self.data, self.bounds[0][1], o.chunk_size,
+            o.checkpoint, o.tag,
+        )  # fmt: skip
+        self.seconds[estimator] = {"compile_s": program.compile_s - c0, "train_s": 0.0}
+        return program, size
+
+    def chunk(
+        self,
+        program: Program,
+        where: _Where,
+        chunk: list[grid.Run],
+        size: int,
+        segments: range | None = None,
+        state0=None,
+        keep_state: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], Any]:
+        """Train one chunk through `segments` (default: all), or read it from the checkpoint if
+        an earlier invocation finished it; returns its records, figure arrays and, with
+        `keep_state`, its final state on the host (saved beside the records)."""
+        ckpt, tag, est, k = self.options.checkpoint, where.tag, where.estimator, where.k
+        segments = range(len(self.bounds)) if segments is None else segments
+        name = f"{tag}-{est}-{k:04d}"
+        done = None if ckpt is None else ckpt.load_chunk(tag, est, k, chunk)
+        end_state = None
+        if done is None:
+            c0 = program.compile_s
+            records, figures, train_s, state = run_chunk(
+                self, program, chunk, size, where, segments, state0
+            )
+            end_state = dev.to_host(state) if keep_state else None
+            seconds = {"compile_s": program.compile_s - c0, "train_s": train_s}
+            if ckpt is not None:
+                if end_state is not None:  # before the records: they mark the chunk complete
+                    ckpt.save_rung_state(tag, est, k, end_state)
+                ckpt.save_chunk(tag, est, k, records, figures)
+                ckpt.add_timing(name, seconds)
+        else:
+            assert ckpt is not None  # `done` was read from it
+            records, figures = done
+            if keep_state:
+                hp = grid.hparams_array(chunk, size)
+                like = jax.eval_shape(program.init, hp, self.data)
+                end_state = ckpt.load_rung_state(tag, est, k, like)
+            # Seconds an earlier invocation spent on this chunk, so totals stay true.
+            seconds = ckpt.timing()["chunks"].get(name, {})
+            b = self.bounds
+            self.bar.update(len(chunk) * (b[segments.stop - 1][1] - b[segments.start][0]))
+        for key in ("compile_s", "train_s"):
+            self.seconds[est][key] += seconds.get(key, 0.0)
+        return records, figures, end_state
+
+    def timing(self, estimator: str, size: int, n_chunks: int) -> dict[str, Any]:
+        t = self.seconds[estimator]
+        return {
+            "chunk_size": size,
+            "n_chunks": n_chunks,
+            "compile_s": round(t["compile_s"], 3),
+            "train_s": round(t["train_s"], 3),
+        }
+
+
 def run_chunk(
+    trainer: Trainer,
     program: Program,
     chunk: list[grid.Run],
     size: int,
-    mesh,
-    data,
-    bounds: list[tuple[int, int]],
     where: _Where,
-    checkpoint: Checkpoint | None,
-    checkpoint_every_s: float,
-    bar,
-    callback: Callable[[str, int, int], None] | None,
     segments: range | None = None,
     state0=None,
 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], float, Any]:
-    """Trains one chunk through the evaluation intervals `bounds[segments]` (default: all of
-    them), from `state0` (stacked per-config states on the host, padded to `size`; default: a
-    fresh init); returns its real runs' records (curves of these intervals only), their figure
-    arrays (stacked along the first axis), the seconds spent, compiles excluded (an interrupted
-    chunk's earlier seconds included), and the final vmapped state."""
+    """Trains one chunk through the evaluation intervals `trainer.bounds[segments]` (default:
+    all of them), from `state0` (stacked per-config states on the host, padded to `size`;
+    default: a fresh init); returns its real runs' records (curves of these intervals only),
+    their figure arrays (stacked along the first axis), the seconds spent, compiles excluded
+    (an interrupted chunk's earlier seconds included), and the final vmapped state."""
+    o, mesh, data, bounds, bar = (
+        trainer.options,
+        trainer.mesh,
+        trainer.data,
+        trainer.bounds,
+        trainer.bar,
+    )
+    checkpoint = o.checkpoint
     t0, c0, before = time.perf_counter(), program.compile_s, 0.0
     segments = range(len(bounds)) if segments is None else segments
     cfg_sh = dev.config_sharding(mesh)
@@ -237,7 +333,7 @@ def run_chunk(
         if (
             checkpoint is not None
             and j + 1 < segments.stop
-            and time.monotonic() - last_save >= checkpoint_every_s
+            and time.monotonic() - last_save >= o.checkpoint_every_s
         ):
             spent = before + time.perf_counter() - t0 - (program.compile_s - c0)
             meta = {"curves": curves, "next_segment": j + 1, "train_s": spent}
@@ -246,8 +342,8 @@ def run_chunk(
             if checkpoint.save_state(where.tag, where.estimator, where.k, state, meta, chunk):
                 checkpoint.add_timing()
             last_save = time.monotonic()
-        if callback is not None:
-            callback(where.estimator, where.k, j)
+        if o.callback is not None:
+            o.callback(where.estimator, where.k, j)
 
     diverged, diverged_step = dev.to_host((state.diverged, state.diverged_step))
     records = results.run_records(chunk, curves, diverged, diverged_step)
@@ -266,97 +362,44 @@ def _compile_status(bar, estimator: str, compiling: bool) -> None:
         bar.set_description_str(estimator, refresh=True)
 
 
+def by_estimator(runs: Sequence[grid.Run]) -> dict[str, list[int]]:
+    """{estimator: positions of its runs}, estimators in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        groups.setdefault(r.estimator, []).append(i)
+    return groups
+
+
 # -- the sweep ---------------------------------------------------------------------------------
 def train_runs(
     task: Task,
     data: dict[str, Any],
     runs: Sequence[grid.Run],
-    *,
-    steps: int,
-    eval_every: int,
-    chunk_size: int | None = None,
-    checkpoint: Checkpoint | None = None,
-    checkpoint_every_s: float = 60.0,
-    devices: Sequence[jax.Device] | None = None,
-    progress: bool = False,
-    callback: Callable[[str, int, int], None] | None = None,
-    tag: str = "grid",
-    test_at: str = "every",
-    prng: str = "threefry2x32",
+    options: EngineOptions | None = None,
+    **fields: Any,
 ) -> SweepOutput:
-    """Train `runs` for `steps` steps each, evaluating every `eval_every` steps.
+    """Train `runs` for `options.steps` steps each, evaluating every `options.eval_every`.
 
-    Returns each run's record (final metrics and curves, JSON-ready) and figure arrays. With
-    `checkpoint`, finished chunks and mid-chunk state are saved, and a rerun with the same
-    arguments continues where the last one stopped; `tag` keeps the chunk files of separate
-    calls of one sweep apart; `test_at` and `prng` are `make_fns`'s options.
-    `callback(estimator, chunk_index, segment_index)` is called after every segment (and after
-    its checkpoint); an exception raised there interrupts the sweep cleanly.
+    Returns each run's record (final metrics and curves, JSON-ready) and figure arrays.
+    `options` (`EngineOptions`) may also be given as its fields, as keywords
+    (`train_runs(task, data, runs, steps=30, eval_every=15)`); keywords given with `options`
+    replace its fields.
     """
-    if steps < 1 or eval_every < 1:
-        raise ValueError(f"steps ({steps}) and eval_every ({eval_every}) must be positive")
-    mesh = dev.mesh(devices)
-    rep_sh = dev.replicated(mesh)
-    data_g = {k: dev.to_global(v, rep_sh) for k, v in data.items()}
-    bounds = [(s, min(s + eval_every, steps)) for s in range(0, steps, eval_every)]
-
-    by_estimator: dict[str, list[int]] = {}
-    for i, r in enumerate(runs):
-        by_estimator.setdefault(r.estimator, []).append(i)
-
+    trainer = Trainer(task, data, len(runs), engine_options(options, fields))
     records: list[dict | None] = [None] * len(runs)
     figures: list[dict | None] = [None] * len(runs)
     timing: dict[str, Any] = {}
-    bar = tqdm(
-        total=len(runs) * steps,
-        unit="model-step",
-        unit_scale=True,
-        disable=not progress or jax.process_index() != 0,
-        dynamic_ncols=True,
-    )
-    for est, idxs in by_estimator.items():
+    for est, idxs in by_estimator(runs).items():
         est_runs = [runs[i] for i in idxs]
-        program = _program(task, est, mesh, total_steps=steps, test_at=test_at, prng=prng)
-        program.on_compile = functools.partial(_compile_status, bar, est)
-        compile_before = program.compile_s
-        size = plan_chunks(
-            program, est_runs, mesh, data_g, bounds[0][1], chunk_size, checkpoint, tag
-        )
-        t_train, t_compile = 0.0, program.compile_s - compile_before
+        program, size = trainer.program(est, est_runs)
         chunk_ranges = grid.chunks(len(est_runs), size)
         for k, (a, b) in enumerate(chunk_ranges):
-            chunk = est_runs[a:b]
-            done = None
-            if checkpoint is not None:
-                done = checkpoint.load_chunk(tag, est, k, chunk)
-            if done is None:
-                c0 = program.compile_s
-                where = _Where(tag, est, k)
-                chunk_records, chunk_figures, train_s, _ = run_chunk(
-                    program, chunk, size, mesh, data_g, bounds, where,
-                    checkpoint, checkpoint_every_s, bar, callback,
-                )  # fmt: skip
-                seconds = {"compile_s": program.compile_s - c0, "train_s": train_s}
-                if checkpoint is not None:
-                    checkpoint.save_chunk(tag, est, k, chunk_records, chunk_figures)
-                    checkpoint.add_timing(f"{tag}-{est}-{k:04d}", seconds)
-            else:
-                chunk_records, chunk_figures = done
-                assert checkpoint is not None  # `done` was read from it
-                # Seconds an earlier invocation spent on this chunk, so totals stay true.
-                seconds = checkpoint.timing()["chunks"].get(f"{tag}-{est}-{k:04d}", {})
-                bar.update(len(chunk) * steps)
-            t_train += seconds.get("train_s", 0.0)
-            t_compile += seconds.get("compile_s", 0.0)
+            where = _Where(trainer.options.tag, est, k)
+            chunk_records, chunk_figures, _ = trainer.chunk(program, where, est_runs[a:b], size)
             for j, i in enumerate(idxs[a:b]):
                 records[i] = chunk_records[j]
                 figures[i] = {name: v[j] for name, v in chunk_figures.items()}
-        timing[est] = {
-            "chunk_size": size,
-            "n_chunks": len(chunk_ranges),
-            "compile_s": round(t_compile, 3),
-            "train_s": round(t_train, 3),
-        }
-    bar.close()
+        timing[est] = trainer.timing(est, size, len(chunk_ranges))
+    trainer.bar.close()
     # Every run belongs to one estimator's chunks, so no slot is left None.
     return SweepOutput(cast(list, records), cast(list, figures), timing)

@@ -25,17 +25,14 @@ cell would halving have selected, at what cost.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from dst_jax import estimators as estimator_lib
-from dst_jax.sweep import devices as dev
 from dst_jax.sweep import engine, grid, results
-from dst_jax.sweep.checkpoint import Checkpoint
 from dst_jax.tasks.base import Task
 
 
@@ -119,115 +116,64 @@ def train_halving(
     task: Task,
     data: dict[str, Any],
     runs: Sequence[grid.Run],
+    options: engine.EngineOptions | None = None,
     *,
-    steps: int,
-    eval_every: int,
     rungs: Sequence[int],
     eta: int,
     select: str,
     direction: str,
-    chunk_size: int | None = None,
-    checkpoint: Checkpoint | None = None,
-    checkpoint_every_s: float = 60.0,
-    devices: Sequence[jax.Device] | None = None,
-    progress: bool = False,
-    callback: Callable[[str, int, int], None] | None = None,
-    tag: str = "grid",
-    test_at: str = "every",
-    prng: str = "threefry2x32",
+    **fields: Any,
 ) -> engine.SweepOutput:
-    """`engine.train_runs` with successive halving at `rungs` (module docstring).
+    """`engine.train_runs` with successive halving at `rungs` (module docstring); `options`
+    (or its fields as keywords) as there.
 
     Rung r of an estimator trains its alive runs in chunks of their own (the chunk size of the
-    first rung, balanced over the alive runs; files tagged `<tag>-rung<r>`). At the end of a
-    rung each chunk's state is saved (`Checkpoint.save_rung_state`) before its records, so a
-    rerun continues inside or between rungs. Each record gets `rung` (the last rung it
-    reached), `stopped_step` and `stopped` (true if halving stopped it before the last rung);
-    `callback(estimator, chunk, segment)` counts segments over the whole run.
+    first rung, balanced over the alive runs; files tagged `<tag>-rung<r>`) through the
+    engine's `Trainer.chunk`. At the end of a rung each chunk's state is saved before its
+    records, so a rerun continues inside or between rungs. Each record gets `rung` (the last
+    rung it reached), `stopped_step` and `stopped` (true if halving stopped it before the last
+    rung); `callback(estimator, chunk, segment)` counts segments over the whole run.
     """
+    opts = engine.engine_options(options, fields)
+    steps = opts.steps
     if list(rungs) != sorted(set(rungs)) or rungs[-1] != steps or rungs[0] < 1:
         raise ValueError(f"rungs {list(rungs)} must increase and end at the sweep's {steps} steps")
-    mesh = dev.mesh(devices)
-    n_dev = mesh.devices.size
-    data_g = {k: dev.to_global(v, dev.replicated(mesh)) for k, v in data.items()}
-    bounds = [(s, min(s + eval_every, steps)) for s in range(0, steps, eval_every)]
-    ends = [e for _, e in bounds]
+    ends = [e for _, e in engine.Trainer.intervals(steps, opts.eval_every)]
     missing = [r for r in rungs if r not in ends]
     if missing:
-        raise ValueError(f"rungs {missing} are not evaluation steps (every {eval_every})")
+        raise ValueError(f"rungs {missing} are not evaluation steps (every {opts.eval_every})")
+    trainer = engine.Trainer(task, data, len(runs), opts)
+    n_dev = trainer.mesh.devices.size
     # Segments [lo, hi) of each rung.
     cuts = [0] + [ends.index(r) + 1 for r in rungs]
     last = len(rungs) - 1
-
-    by_estimator: dict[str, list[int]] = {}
-    for i, run in enumerate(runs):
-        by_estimator.setdefault(run.estimator, []).append(i)
     records: list[dict] = [{}] * len(runs)  # every slot is filled below
     figures: list[dict] = [{}] * len(runs)
     timing: dict[str, Any] = {}
-    bar = tqdm(
-        total=len(runs) * steps,  # an upper bound: stopped runs end early
-        unit="model-step",
-        unit_scale=True,
-        disable=not progress or jax.process_index() != 0,
-        dynamic_ncols=True,
-    )
-    for est, idxs in by_estimator.items():
+    for est, idxs in engine.by_estimator(runs).items():
         est_runs = [runs[i] for i in idxs]
-        program = engine._program(task, est, mesh, total_steps=steps, test_at=test_at, prng=prng)
-        compile_before = program.compile_s
-        size = engine.plan_chunks(
-            program, est_runs, mesh, data_g, bounds[0][1], chunk_size, checkpoint, tag
-        )
-        t_train, t_compile, n_chunks = 0.0, program.compile_s - compile_before, 0
+        program, size = trainer.program(est, est_runs)
+        n_chunks = 0
         alive = list(range(len(est_runs)))  # positions in est_runs
         states: dict[int, Any] = {}  # position -> host state at the end of the last rung
         recs: dict[int, dict] = {}
         for r in range(len(rungs)):
-            segments = range(cuts[r], cuts[r + 1])
-            rtag = f"{tag}-rung{r}"
             rsize = size if r == 0 else engine.balanced(len(alive), size, n_dev)
             ranges = grid.chunks(len(alive), rsize)
             n_chunks += len(ranges)
             ended: dict[int, Any] = {}
             for k, (a, b) in enumerate(ranges):
                 members = alive[a:b]
-                chunk = [est_runs[p] for p in members]
-                name = f"{rtag}-{est}-{k:04d}"
-                done = None if checkpoint is None else checkpoint.load_chunk(rtag, est, k, chunk)
-                if done is None:
-                    state0 = None
-                    if r > 0:
-                        picked = [states[p] for p in members]
-                        picked += [picked[-1]] * (rsize - len(picked))
-                        state0 = jax.tree.map(lambda *xs: np.stack(xs), *picked)
-                    c0 = program.compile_s
-                    where = engine._Where(rtag, est, k)
-                    chunk_records, chunk_figures, train_s, state = engine.run_chunk(
-                        program, chunk, rsize, mesh, data_g, bounds, where, checkpoint,
-                        checkpoint_every_s, bar, callback, segments=segments, state0=state0,
-                    )  # fmt: skip
-                    end_state = dev.to_host(state) if r < last else None
-                    seconds = {"compile_s": program.compile_s - c0, "train_s": train_s}
-                    if checkpoint is not None:
-                        if end_state is not None:  # before the records: they mark it complete
-                            checkpoint.save_rung_state(rtag, est, k, end_state)
-                        checkpoint.save_chunk(rtag, est, k, chunk_records, chunk_figures)
-                        checkpoint.add_timing(name, seconds)
-                else:
-                    assert checkpoint is not None  # `done` comes from it
-                    chunk_records, chunk_figures = done
-                    end_state = None
-                    if r < last:
-                        hp = grid.hparams_array(chunk, rsize)
-                        like = jax.eval_shape(program.init, hp, data_g)
-                        end_state = checkpoint.load_rung_state(rtag, est, k, like)
-                    seconds = checkpoint.timing()["chunks"].get(name, {})
-                    bar.update(
-                        len(chunk) * (bounds[segments.stop - 1][1] - bounds[segments.start][0])
-                    )
-                t_train += seconds.get("train_s", 0.0)
-                t_compile += seconds.get("compile_s", 0.0)
+                state0 = None
+                if r > 0:
+                    picked = [states[p] for p in members]
+                    picked += [picked[-1]] * (rsize - len(picked))
+                    state0 = jax.tree.map(lambda *xs: np.stack(xs), *picked)
+                where = engine._Where(f"{opts.tag}-rung{r}", est, k)
+                chunk_records, chunk_figures, end_state = trainer.chunk(
+                    program, where, [est_runs[p] for p in members], rsize,
+                    range(cuts[r], cuts[r + 1]), state0, keep_state=r < last,
+                )  # fmt: skip
                 for j, p in enumerate(members):
                     recs[p] = _merge(recs.get(p), chunk_records[j])
                     recs[p]["rung"] = r
@@ -242,13 +188,8 @@ def train_halving(
             rec["stopped_step"] = int(rec["curve"]["step"][-1])
             rec["stopped"] = rec["rung"] < last
             records[idxs[p]] = rec
-        timing[est] = {
-            "chunk_size": size,
-            "n_chunks": n_chunks,
-            "compile_s": round(t_compile, 3),
-            "train_s": round(t_train, 3),
-        }
-    bar.close()
+        timing[est] = trainer.timing(est, size, n_chunks)
+    trainer.bar.close()
     return engine.SweepOutput(list(records), list(figures), timing)
 
 

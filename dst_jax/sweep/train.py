@@ -26,6 +26,7 @@ optimiser state is left to go non-finite: nothing reads it again.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -35,6 +36,7 @@ import optax
 from dst_jax.data import pipeline
 from dst_jax.estimators import Estimator
 from dst_jax.sweep import schedules
+from dst_jax.sweep.config import TEST_AT, build_optimizer
 from dst_jax.tasks import base as task_api
 from dst_jax.tasks.base import Task
 
@@ -58,9 +60,16 @@ def _keys(seed: jax.Array, prng: str) -> dict[str, jax.Array]:
     return {"init": k_init, "data": k_data, "train": k_train, "eval": k_eval}
 
 
-def optimizer(hp: Hparams, total_steps: int) -> optax.GradientTransformation:
+def optimizer(
+    hp: Hparams, total_steps: int, options: Mapping[str, Any] | None = None, task: Any = None
+) -> optax.GradientTransformation:
+    """The run's optimizer: `options` are `SweepConfig.optimizer_options` (default: Adam), and
+    `task.make_optimizer` builds it for `optimizer="task"`."""
     # Built inside the traced function so the learning rate can be a vmapped grid axis.
-    return optax.adam(schedules.learning_rate(hp["lr_schedule"], hp["lr"], total_steps))
+    lr = schedules.learning_rate(hp["lr_schedule"], hp["lr"], total_steps)
+    options = dict(options or {})
+    name = options.pop("optimizer", "adam")
+    return build_optimizer(name, lr, task_factory=getattr(task, "make_optimizer", None), **options)
 
 
 def temperatures(hp: Hparams, t: jax.Array, total_steps: int) -> tuple[jax.Array, jax.Array]:
@@ -85,15 +94,17 @@ def make_fns(
     estimator: Estimator,
     total_steps: int,
     *,
-    test_at: str = "every",
+    test_at: str = TEST_AT[0],
     prng: str = "threefry2x32",
     train_metrics: str = "last",
+    optimizer_options: Mapping[str, Any] | None = None,
 ):
     """(init, segment) for one configuration of `task` trained with `estimator` (an entry of
     `dst_jax.estimators.REGISTRY`) for `total_steps` steps. `test_at="end"` evaluates the test
     split only in the segment that ends at `total_steps` (its metrics are NaN before).
     A segment's `train_*` metrics are those of its last step (`train_metrics="last"`, what a
-    sweep records) or their mean over its steps (`"mean"`, a smoother training curve)."""
+    sweep records) or their mean over its steps (`"mean"`, a smoother training curve).
+    `optimizer_options` are `optimizer`'s (default: Adam)."""
     batch_size = task.config.batch_size
     if train_metrics not in ("last", "mean"):
         raise ValueError(f"train_metrics must be 'last' or 'mean', got {train_metrics!r}")
@@ -106,7 +117,7 @@ def make_fns(
         n = data["train_x"].shape[0]
         return TrainState(
             params=params,
-            opt_state=optimizer(hp, total_steps).init(params),
+            opt_state=optimizer(hp, total_steps, optimizer_options, task).init(params),
             order=pipeline.init_batch_order(n),
             diverged=jnp.zeros((), bool),
             diverged_step=jnp.full((), -1, jnp.int32),
@@ -121,7 +132,7 @@ def make_fns(
 
     def segment(state: TrainState, hp: Hparams, data, start: jax.Array, n_steps: int):
         keys = _keys(hp["seed"], prng)
-        opt = optimizer(hp, total_steps)
+        opt = optimizer(hp, total_steps, optimizer_options, task)
         n = data["train_x"].shape[0]
 
         def step(state: TrainState, t: jax.Array):
