@@ -1,9 +1,18 @@
 """Command line: run a task's sweep and write its results.
 
     python -m experiments.run {sbn,cae,dlgn} --out DIR [--smoke] [flags]
+    python -m experiments.run MODULE:FACTORY --out DIR [--smoke] [flags]
 
-The task's protocol comes from `experiments/configs/<task>.py` (`get_config(smoke)`); flags
-override parts of it. Rerunning the same command after an interruption resumes the sweep.
+A built-in task's protocol comes from `experiments/configs/<task>.py` (`get_config(smoke)`).
+`MODULE:FACTORY` runs a task of your own: MODULE is a dotted module name or a path to a .py
+file, FACTORY a callable in it returning the task (any object with the Task protocol of
+`dst_jax.tasks.base`), or (task, SweepConfig); it is called with `smoke=True` under --smoke if
+it takes that argument, and otherwise --smoke trains a small grid for 100 steps.
+
+Every field of the sweep config (`dst_jax.sweep.config.SweepConfig`) and of the task's config
+is a flag (`--help` after the task lists them with their types and defaults); `--set KEY=VALUE`
+sets the same fields by name. Rerunning the same command after an interruption resumes the
+sweep.
 """
 
 from __future__ import annotations
@@ -11,101 +20,130 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import importlib.util
 import os
 import shlex
 import socket
 import sys
 import time
-import types
-import typing
 from pathlib import Path
+from typing import Any
 
 from dst_jax import compilation_cache, tasks
 from dst_jax.argtypes import floats, int_at_least, names, positive_float, positive_int
+from dst_jax.experiments import flags
+from dst_jax.experiments.flags import Flag
+from dst_jax.experiments.task_source import TaskSource, task_source
 from dst_jax.runner import run_sweep
 from dst_jax.sweep import grid
-from dst_jax.sweep.config import PRNG_IMPLS
+from dst_jax.sweep.config import PRNG_IMPLS, TEST_AT, SweepConfig
+
+# How the sweep fields' flags differ from the generated ones (spelling, help, stricter reader).
+SWEEP_FLAGS = {
+    "estimators": Flag(
+        help="comma list, e.g. decoupled_st,softmax_ste (default: every estimator the task takes)",
+        metavar="NAME[,NAME...]",
+        read=names,
+    ),
+    "tau_f": Flag(help="forward temperatures", metavar="TAU[,TAU...]", read=floats("--tau-f")),
+    "tau_b": Flag(help="backward temperatures", metavar="TAU[,TAU...]", read=floats("--tau-b")),
+    "seeds": Flag(help="number of seeds", metavar="N", read=positive_int("--seeds")),
+    "lrs": Flag(("--lr", "--lrs"), "learning rates", "LR[,LR...]", read=floats("--lr")),
+    "epochs": Flag(help="training epochs per run", read=positive_float("--epochs")),
+    "max_steps": Flag(
+        help="cap on training steps", metavar="STEPS", read=positive_int("--max-steps")
+    ),
+    "eval_every": Flag(
+        help="steps between evaluations (validation; test too with --test-at every)",
+        metavar="STEPS",
+        read=positive_int("--eval-every"),
+    ),
+    "chunk_size": Flag(
+        help="configs per compiled chunk (none: estimated from device memory)",
+        metavar="N",
+        read=positive_int("--chunk-size"),
+    ),
+    "checkpoint_every_s": Flag(
+        help="save mid-chunk state at most this often",
+        metavar="SECONDS",
+        read=positive_float("--checkpoint-every-s"),
+    ),
+    "select_on": Flag(
+        help="split whose headline metric picks the best config", choices=("val", "test")
+    ),
+    "test_at": Flag(
+        help="evaluate the test split only after the last step, or at every evaluation",
+        choices=TEST_AT,
+    ),
+    "refine": Flag(
+        help="up to N rounds extending a temperature axis whose optimum is on its edge",
+        metavar="N",
+        read=int_at_least("--refine", 0),
+    ),
+    "halving": Flag(
+        help="successive halving: at each rung only the best 1/ETA of each estimator's cells "
+        "continue (rungs at steps / ETA^k, rounded to evaluation steps; 0: off)",
+        metavar="ETA",
+        read=int_at_least("--halving", 2),
+    ),
+    "rungs": Flag(
+        help="number of halving rungs (none: as many as keep the first rung at least one "
+        "evaluation interval long)",
+        metavar="N",
+        read=int_at_least("--rungs", 2),
+    ),
+    "prng": Flag(help="JAX PRNG implementation of every random stream", choices=PRNG_IMPLS),
+    "optimizer": Flag(
+        help="an optax optimizer's name (adam, adamw, sgd, radam, lion, ...) or 'task' (the "
+        "task's make_optimizer(learning_rate)); the learning rate is --lr",
+        metavar="NAME",
+    ),
+    "momentum": Flag(help="the optimizer's momentum (e.g. sgd's; none: optax's default)"),
+    "weight_decay": Flag(
+        help="the optimizer's weight_decay (adamw, lion, ...), else added to the gradient as an "
+        "L2 penalty (none: optax's default)"
+    ),
+    "clip_norm": Flag(help="clip the gradient's global norm to this before the optimizer"),
+}
 
 
-def parser() -> argparse.ArgumentParser:
+def _task_token(argv: list[str]) -> str | None:
+    """The task named in `argv` (its first word that is a task name or MODULE:FACTORY)."""
+    return next(
+        (a for a in argv if not a.startswith("-") and (a in tasks.TASK_NAMES or ":" in a)), None
+    )
+
+
+def parser(source: TaskSource | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with `source`, the flags of its task's config too."""
     p = argparse.ArgumentParser(
         prog="python -m experiments.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_epilog(),
     )
-    p.add_argument("task", choices=tasks.TASK_NAMES)
+    p.add_argument(
+        "task", metavar="TASK", help="sbn, cae, dlgn, or MODULE:FACTORY (a task of yours)"
+    )
     p.add_argument("--out", required=True, help="output folder (results, plots, checkpoint)")
     p.add_argument(
         "--data-dir", default=None, help="data folder (default: $DST_DATA_DIR, else the user cache)"
     )
     p.add_argument("--smoke", action="store_true", help="tiny grid, a few hundred steps")
-    p.add_argument("--estimators", type=names, help="comma list, e.g. decoupled_st,softmax_ste")
-    p.add_argument("--tau-f", type=floats("--tau-f"), help="forward temperatures (comma list)")
-    p.add_argument("--tau-b", type=floats("--tau-b"), help="backward temperatures (comma list)")
-    p.add_argument(
+    sweep_group = p.add_argument_group(
+        "sweep (dst_jax.sweep.config.SweepConfig; defaults: the task's protocol)"
+    )
+    sweep_fields = flags.fields_of(source.sweep if source else SweepConfig(), "sweep")
+    taken = {"--out", "--data-dir", "--smoke", "--set", "--tau-grid", "-h", "--help"}
+    flags.add_flags(sweep_group, sweep_fields.values(), SWEEP_FLAGS, taken)
+    sweep_group.add_argument(
         "--tau-grid",
         action="append",
         metavar="NAME=TAU_F,.../TAU_B,...",
-        help="temperature axes of one estimator instead of --tau-f/--tau-b, e.g. "
+        help="estimator_taus: temperature axes of one estimator instead of --tau-f/--tau-b, e.g. "
         "decoupled_reinmax=0.1,0.5,2/0.3,1,3 (repeatable)",
     )
-    p.add_argument("--seeds", type=positive_int("--seeds"), help="number of seeds")
-    p.add_argument("--lr", type=floats("--lr"), help="learning rates (comma list)")
-    p.add_argument("--epochs", type=positive_float("--epochs"), help="training epochs per run")
-    p.add_argument("--max-steps", type=positive_int("--max-steps"), help="cap on training steps")
-    p.add_argument(
-        "--eval-every",
-        type=positive_int("--eval-every"),
-        help="steps between evaluations (validation; test too with --test-at every)",
-    )
-    p.add_argument(
-        "--chunk-size",
-        type=positive_int("--chunk-size"),
-        help="configs per compiled chunk (default: estimated from device memory)",
-    )
-    p.add_argument(
-        "--select-on",
-        choices=("val", "test"),
-        help="split whose headline metric picks the best config (default: val)",
-    )
-    p.add_argument(
-        "--test-at",
-        choices=("every", "end"),
-        help="evaluate the test split at every evaluation or only after the last step "
-        "(default: end)",
-    )
-    p.add_argument(
-        "--refine",
-        type=int_at_least("--refine", 0),
-        metavar="N",
-        help="up to N rounds extending a temperature axis whose optimum is on its edge",
-    )
-    p.add_argument(
-        "--halving",
-        type=int_at_least("--halving", 2),
-        metavar="ETA",
-        help="successive halving: at each rung only the best 1/ETA of each estimator's cells "
-        "continue (rungs at steps / ETA^k, rounded to evaluation steps)",
-    )
-    p.add_argument(
-        "--rungs",
-        type=int_at_least("--rungs", 2),
-        metavar="N",
-        help="number of halving rungs (default: as many as keep the first rung at least one "
-        "evaluation interval long)",
-    )
-    p.add_argument(
-        "--prng",
-        choices=PRNG_IMPLS,
-        help="JAX PRNG implementation of every random stream (default: threefry2x32)",
-    )
-    p.add_argument(
-        "--checkpoint-every-s",
-        type=positive_float("--checkpoint-every-s"),
-        help="save mid-chunk state at most this often (seconds; default 60)",
-    )
-    hp = p.add_argument_group("hyperparameters of a run (each a grid axis: comma lists)")
+    hp = p.add_argument_group("axes: hyperparameters of a run (each a grid axis: comma lists)")
     for f in grid.HPARAMS:
         choices = f.metadata["choices"]
         hp.add_argument(
@@ -114,13 +152,17 @@ def parser() -> argparse.ArgumentParser:
             type=_axis_values(f),
             help=f"{f.metadata['help']}" + (f"; one of {', '.join(choices)}" if choices else ""),
         )
+    if source is not None:
+        task_group = p.add_argument_group(f"task {source.name} ({type(source.config).__name__})")
+        taken |= {o for a in p._actions for o in a.option_strings}
+        flags.add_flags(task_group, flags.fields_of(source.config, "task").values(), {}, taken)
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a task config field, e.g. --set beta=0 (repeatable; the fields of each "
-        "task are listed below)",
+        help="set a task or sweep config field by name, e.g. --set beta=0 (repeatable; the "
+        "fields of each task are listed below)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -161,16 +203,6 @@ def parser() -> argparse.ArgumentParser:
 _METAVARS = {
     "out": "DIR",
     "data_dir": "DIR",
-    "estimators": "NAME[,NAME...]",
-    "tau_f": "TAU[,TAU...]",
-    "tau_b": "TAU[,TAU...]",
-    "seeds": "N",
-    "lr": "LR[,LR...]",
-    "epochs": "EPOCHS",
-    "max_steps": "STEPS",
-    "eval_every": "STEPS",
-    "chunk_size": "N",
-    "checkpoint_every_s": "SECONDS",
     "num_processes": "N",
     "process_id": "ID",
     "distributed_timeout": "SECONDS",
@@ -194,28 +226,16 @@ def _readable_metavars(p: argparse.ArgumentParser) -> None:
             action.metavar = _METAVARS.get(action.dest, action.dest.upper())
 
 
-def _type_name(hint) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-
-
 def set_fields(task: str) -> list[tuple[str, str, object]]:
     """(name, type, value in the task's full protocol) of every task config field that `--set`
     accepts, from the task's config dataclass."""
     config, _ = importlib.import_module(f"dst_jax.experiments.configs.{task}").get_config(
         smoke=False
     )
-    hints = typing.get_type_hints(type(config))
     return [
-        (f.name, _type_name(hints[f.name]), getattr(config, f.name))
-        for f in dataclasses.fields(config)
+        (f.name, flags.type_name(f.hint), f.default)
+        for f in flags.fields_of(config, "task").values()
     ]
-
-
-def _as_typed(value) -> str:
-    """A value as one types it after `--set KEY=`."""
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return "none" if value is None else str(value)
 
 
 def _epilog() -> str:
@@ -225,12 +245,13 @@ def _epilog() -> str:
         "      --estimators decoupled_st,softmax_ste --seeds 2 --set n_eval_samples=8",
         "  python -m experiments.report runs/sbn-small",
         "",
-        "task fields for --set KEY=VALUE (type, value in the full protocol; tuples as 1,2,3):",
+        "task fields (flags after the task's name, or --set KEY=VALUE; type, value in the full "
+        "protocol; tuples as 1,2,3):",
     ]
     for task in tasks.TASK_NAMES:
         lines.append(f"  {task}:")
         for name, hint, value in set_fields(task):
-            lines.append(f"    {name}: {hint} = {_as_typed(value)}")
+            lines.append(f"    {name}: {hint} = {flags.shown(value)}")
     return "\n".join(lines)
 
 
@@ -324,39 +345,11 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-def _field_value(hint, text: str):
-    """`text` read as a value of type `hint` (int, float, bool, str, tuple[T, ...], X | None)."""
-    if text.lower() == "none":
-        return None
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if hint is bool:
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(text)
-        return text.lower() in ("true", "1")
-    if typing.get_origin(hint) is tuple:
-        element = typing.get_args(hint)[0]
-        return tuple(element(v) for v in text.split(",") if v)
-    return hint(text)
-
-
 def _override_task_config(config, assignments: list[str]):
-    hints = typing.get_type_hints(type(config))
-    changes = {}
-    for item in assignments:
-        key, sep, text = item.partition("=")
-        if not sep or key not in hints:
-            raise SystemExit(
-                f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(hints)}"
-            )
-        try:
-            changes[key] = _field_value(hints[key], text)
-        except (ValueError, TypeError):
-            raise SystemExit(f"--set {item!r}: cannot read {text!r} as {hints[key]}") from None
-    try:
-        return dataclasses.replace(config, **changes)
-    except ValueError as e:  # the task's Config refuses values that make its metrics meaningless
-        raise SystemExit(f"error: --set {' '.join(assignments)}: {e}") from None
+    """`config` with the `--set KEY=VALUE` items of its fields."""
+    read = flags.assignments(assignments, flags.fields_of(config, "task"))
+    changes = {key: v for (_, key), v in read.items()}
+    return flags.apply(config, changes, "--set " + " ".join(assignments))
 
 
 def check_out_dir(out: str) -> None:
@@ -388,54 +381,57 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    # `--out=~/x` reaches us unexpanded (the shell expands only a leading `~` of a word).
-    args.out = os.path.expanduser(args.out)
-    check_out_dir(args.out)
-    if args.estimators is not None and not args.estimators:
+def resolve(argv: list[str]) -> tuple[argparse.Namespace, Any, SweepConfig]:
+    """(flags, task, sweep config) of a command line, without running anything: the task's
+    protocol with every flag, `--set`, `--tau-grid` and axis flag applied.
+
+    Raises:
+      SystemExit: one line (or argparse's usage error) for input that cannot be used.
+    """
+    token = _task_token(argv)
+    source = None if token is None else task_source(token, "--smoke" in argv)
+    args = parser(source).parse_args(argv)
+    if source is None:  # a word that is no task: the same one-line error as a wrong name
+        source = task_source(args.task, args.smoke)
+    sweep_changes = flags.given(args, "sweep")
+    if sweep_changes.get("estimators", None) == ():
         raise SystemExit("error: --estimators is empty; name at least one, e.g. decoupled_st")
-    if not args.no_compilation_cache:
-        compilation_cache.enable()
-    init_distributed(args)
-    cfg_module = importlib.import_module(f"dst_jax.experiments.configs.{args.task}")
-    task_config, sweep = cfg_module.get_config(smoke=args.smoke)
-    task_config = _override_task_config(task_config, args.set)
-    overrides = {
-        "estimators": args.estimators,
-        "tau_f": args.tau_f,
-        "tau_b": args.tau_b,
-        "seeds": args.seeds,
-        "lrs": args.lr,
-        "epochs": args.epochs,
-        "max_steps": args.max_steps,
-        "eval_every": args.eval_every,
-        "chunk_size": args.chunk_size,
-        "select_on": args.select_on,
-        "test_at": args.test_at,
-        "refine": args.refine,
-        "prng": args.prng,
-        "halving": args.halving,
-        "rungs": args.rungs,
-        "checkpoint_every_s": args.checkpoint_every_s,
-    }
+    task_changes = flags.given(args, "task")
+    task_fields = flags.fields_of(source.config, "task")
+    sweep_fields = flags.fields_of(source.sweep, "sweep")
+    for (scope, key), value in flags.assignments(args.set, task_fields, sweep_fields).items():
+        (task_changes if scope == "task" else sweep_changes)[key] = value
+    task_config = flags.apply(source.config, task_changes, "--set " + " ".join(args.set))
     if args.tau_grid:
-        overrides["estimator_taus"] = dict(_tau_grid(text) for text in args.tau_grid)
+        sweep_changes["estimator_taus"] = dict(_tau_grid(text) for text in args.tau_grid)
     axes = {f.name: getattr(args, f"hp_{f.name}") for f in grid.HPARAMS}
     axes = {k: v for k, v in axes.items() if v is not None}
     if axes:
-        overrides["axes"] = {**sweep.axes, **axes}
+        sweep_changes["axes"] = {**source.sweep.axes, **axes}
     try:
-        sweep = dataclasses.replace(sweep, **{k: v for k, v in overrides.items() if v is not None})
-        task = tasks.make(args.task, task_config)
-        command = "python -m experiments.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+        sweep = dataclasses.replace(source.sweep, **sweep_changes)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    return args, source.build(task_config), sweep
+
+
+def _main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, task, sweep = resolve(argv)
+    # `--out=~/x` reaches us unexpanded (the shell expands only a leading `~` of a word).
+    args.out = os.path.expanduser(args.out)
+    check_out_dir(args.out)
+    if not args.no_compilation_cache:
+        compilation_cache.enable()
+    init_distributed(args)
+    try:
         run_sweep(
             task,
             sweep,
             args.out,
             args.data_dir,
             progress=not args.no_progress,
-            command=command,
+            command="python -m experiments.run " + shlex.join(argv),
             overwrite=args.overwrite,
         )
     except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
