@@ -17,8 +17,8 @@ from typing import Any
 
 import jax
 
+from dst_jax import confirm, provenance, summary, tasks
 from dst_jax import figures as figures_lib
-from dst_jax import provenance, summary, tasks
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.provenance import machine_info  # noqa: F401  (re-exported: its earlier home)
 from dst_jax.sweep import grid, halving, refine
@@ -367,12 +367,21 @@ def write_outputs(
     if write_results:
         atomic_write_json(os.path.join(out_dir, "results.json"), results_dict)
     rep = report_lib.build_report(task, results_dict)
-    text = summary.render(rep, task.histograms)
+    text = summary_text(task, rep)
     atomic_write_text(os.path.join(out_dir, "summary.md"), text + "\n")
     log("\n" + text)
     written = ["summary.md"]
     written += figures_lib.write_figures(task, rep, results_dict, figure_arrays, out_dir)
     return written
+
+
+def summary_text(task: Task, rep: report_lib.SweepReport) -> str:
+    """summary.md of a sweep's report: `summary.render`, or for a confirmation its own."""
+    if rep.confirmation is None:
+        return summary.render(rep, task.histograms)
+    return confirm.confirmation_summary(
+        list(rep.runs), dict(rep.confirmation), rep.select, rep.report, rep.direction, rep.metrics
+    )
 
 
 # Kept here for their callers; they live with the other figures.

@@ -216,15 +216,9 @@ def sweep_summary(
 def render(rep: SweepReport, histograms: Mapping[str, Sequence[str]] | None = None) -> str:
     """The whole summary.md: best configs, paired comparisons, optimum positions, for each of
     the task's `histograms` (results key -> bin names) that histogram of every best config, and
-    with successive halving (the report's `rungs`) the cells alive per rung. A confirmation's
-    report renders as `confirm.confirmation_summary`."""
+    with successive halving (the report's `rungs`) the cells alive per rung. (A confirmation's
+    summary is `dst_jax.confirm.confirmation_summary`: `runner.summary_text` picks it.)"""
     runs, best = list(rep.runs), dict(rep.best)
-    if rep.confirmation is not None:
-        from dst_jax import confirm
-
-        return confirm.confirmation_summary(
-            runs, dict(rep.confirmation), rep.select, rep.report, rep.direction, rep.metrics
-        )
     rounds = max((r.get("round", 0) for r in runs), default=0)
     refined = sum(r.get("round", 0) > 0 for r in runs)
     parts = [

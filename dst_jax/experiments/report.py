@@ -173,7 +173,7 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
             else "."
         ),
         "",
-        summary.render(rep, task.histograms),
+        runner.summary_text(task, rep),
     ]
     for est in grids:
         lines += grid_tables(task, runs, est, select, metrics)

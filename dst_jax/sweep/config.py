@@ -12,8 +12,6 @@ from dst_jax.estimators import DEFAULT_TAUS
 if TYPE_CHECKING:
     import jax
 
-    from dst_jax.sweep.checkpoint import Checkpoint
-
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 TEST_AT = ("end", "every")  # the first is the default everywhere (config, engine, halving)
 # `optimizer="task"`: the task's own `make_optimizer(learning_rate)` builds it.
@@ -217,7 +215,7 @@ class EngineOptions:
     steps: int
     eval_every: int
     chunk_size: int | None = None
-    checkpoint: Checkpoint | None = None
+    checkpoint: Any = None  # a `dst_jax.sweep.checkpoint.Checkpoint` (it imports this module)
     checkpoint_every_s: float = 60.0
     devices: Sequence[jax.Device] | None = None
     progress: bool = False

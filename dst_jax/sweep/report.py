@@ -133,10 +133,7 @@ def compute(
     if best is not None:
         best = dict(best)
     elif confirmation is not None:
-        from dst_jax import confirm
-
-        chosen = tuple(dict.fromkeys((report, select, *metrics)))
-        best = confirm.fixed_best(runs, confirmation["configs"], chosen)
+        best = chosen_best(runs, confirmation["configs"], (report, select, *metrics))
     else:
         best = results.best_per_estimator(runs, select, direction, metrics)
     diagonals: dict[str, Row] = {}
@@ -188,6 +185,23 @@ def compute(
         rungs=tuple(rungs) if rungs else None,
         confirmation=confirmation,
     )
+
+
+def chosen_best(
+    runs: Sequence[Row], chosen: Sequence[Mapping[str, Any]], metrics: Sequence[str]
+) -> dict[str, Row]:
+    """Each estimator's config as a screen selected it (a confirmation's configs of role
+    "selected", `dst_jax.confirm`), as a `config_table` row of `runs`."""
+    table = {
+        results.config_key(row): row
+        for row in results.config_table(list(runs), tuple(dict.fromkeys(metrics)))
+    }
+    out = {}
+    for c in chosen:
+        row = table.get(results.config_key(c)) if c["role"] == "selected" else None
+        if row is not None:
+            out[c["estimator"]] = row
+    return out
 
 
 def selection_shift(on_val: SweepReport, on_test: SweepReport) -> list[tuple[str, Row, Row]]:
