@@ -124,10 +124,18 @@ def _grid_stats(
     return tfs, tbs, mean, ci
 
 
-def profiles(runs: list[dict[str, Any]], select: str, report: str, direction: str, title: str):
+def profiles(
+    runs: list[dict[str, Any]],
+    select: str,
+    report: str,
+    direction: str,
+    title: str,
+    best: dict[str, dict[str, Any]] | None = None,
+):
     """For every two-temperature estimator, `select` and `report` along tau_f (tau_b at its
-    best value) and along tau_b (tau_f at its best value), through the cell best by `select`;
-    None when no estimator has a temperature grid."""
+    best value) and along tau_b (tau_f at its best value), through the cell best by `select`
+    (the report's `best` config; without it, the best cell of the grid); None when no
+    estimator has a temperature grid."""
     metrics = tuple(dict.fromkeys((select, report)))
     panels = []
     for est in dict.fromkeys(r["estimator"] for r in runs):
@@ -137,7 +145,7 @@ def profiles(runs: list[dict[str, Any]], select: str, report: str, direction: st
         tfs, tbs, mean, ci = _grid_stats(runs, est, metrics, select, direction)
         if not np.isfinite(mean[select]).any():
             continue
-        bi, bj = results.best_cell(mean[select], direction)
+        bi, bj = _cell_of(best, est, tfs, tbs) or results.best_cell(mean[select], direction)
         for axis, values, fixed, take in (
             ("tau_f", tfs, f"tau_b={tbs[bj]:g}", lambda a, bj=bj: a[:, bj]),
             ("tau_b", tbs, f"tau_f={tfs[bi]:g}", lambda a, bi=bi: a[bi, :]),
@@ -183,7 +191,7 @@ def write_figures(
     runs, best, select, report = list(rep.runs), dict(rep.best), rep.select, rep.report
     written = []
     if rep.confirmation is None:  # a confirmation's few cells make no temperature map
-        written += heatmaps(task, runs, select, out_dir)
+        written += heatmaps(task, runs, select, out_dir, best)
     title = f"{task.name} ({results_dict['dataset']})"
     for name, fig in (
         ("curves.png", curves(runs, best, select, report)),
@@ -192,7 +200,7 @@ def write_figures(
             "profiles.png",
             None
             if rep.confirmation is not None
-            else profiles(runs, select, report, rep.direction, title),
+            else profiles(runs, select, report, rep.direction, title, best),
         ),
     ):
         if fig is not None:
@@ -202,9 +210,26 @@ def write_figures(
     return written
 
 
-def heatmaps(task: Any, runs: list[dict[str, Any]], select: str, out_dir: str) -> list[str]:
+def _cell_of(
+    best: dict[str, dict[str, Any]] | None, est: str, tfs: list[float], tbs: list[float]
+) -> tuple[int, int] | None:
+    """(row, column) of the estimator's best config (the report's) on its grid, if known."""
+    row = (best or {}).get(est)
+    if row is None or row["tau_f"] not in tfs or row["tau_b"] not in tbs:
+        return None
+    return tfs.index(row["tau_f"]), tbs.index(row["tau_b"])
+
+
+def heatmaps(
+    task: Any,
+    runs: list[dict[str, Any]],
+    select: str,
+    out_dir: str,
+    best: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
     """`heatmap_<estimator>_<metric>.png` for every two-temperature estimator of the sweep and
-    every heatmap metric of the task; the starred cell is the best config by `select`."""
+    every heatmap metric of the task; the starred cell is the best config by `select` (the
+    report's `best`; without it, the best cell of the grid)."""
     from dst_jax.tasks.base import direction
 
     written = []
@@ -215,11 +240,11 @@ def heatmaps(task: Any, runs: list[dict[str, Any]], select: str, out_dir: str) -
         tfs, tbs, sel = results.heatmap_grid(runs, select, sel_dir, est)
         if sel.size == 0 or not (sel == sel).any():
             continue
-        best = results.best_cell(sel, sel_dir)
+        star = _cell_of(best, est, tfs, tbs) or results.best_cell(sel, sel_dir)
         for metric in task.heatmap_metrics:
             _, _, mat = results.heatmap_grid(runs, metric, sel_dir, est, select=select)
             title = f"{est}: {metric} (mean over seeds); star: selected by {select}"
-            fig = plotting.heatmap(tfs, tbs, mat, best, direction(task, metric), metric, title)
+            fig = plotting.heatmap(tfs, tbs, mat, star, direction(task, metric), metric, title)
             name = f"heatmap_{est}_{metric}.png"
             plotting.save(fig, os.path.join(out_dir, name))
             written.append(name)
