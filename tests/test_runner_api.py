@@ -62,8 +62,9 @@ def test_a_user_task_runs_from_the_command_line_with_sweep_flags(tmp_path):
 
 @pytest.mark.slow
 def test_run_sweep_from_python_with_a_user_task(tmp_path):
-    import dst_jax
     from cli_task import make_task
+
+    import dst_jax
 
     sweep = SweepConfig(
         estimators=("softmax_ste",), tau_f=(1.0,), seeds=2, epochs=1, max_steps=20, eval_every=10

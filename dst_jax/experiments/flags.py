@@ -51,10 +51,8 @@ def reader(hint: Any, name: str = "value") -> Reader | None:
             return None
 
         def read(text: str) -> Any:
-            values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
-            if not values:
-                raise ValueError(f"{name} needs at least one value (a comma list)")
-            return values
+            # An empty list reads as (): the config's own check says whether it may be empty.
+            return tuple(one(v.strip()) for v in text.split(",") if v.strip())
 
     elif hint is bool:
 
@@ -185,11 +183,18 @@ def _stricter(field: Field, spec: Flag | None) -> Reader:
     return lambda text: None if text.lower() == "none" else read(text)
 
 
+_METAVARS = {int: "N", float: "X", str: "TEXT", bool: "BOOL"}
+
+
 def _metavar(field: Field) -> str | None:
-    if field.hint is bool or typing.get_origin(field.hint) is typing.Literal:
-        return None
-    one = field.name.upper()
-    return f"{one}[,{one}...]" if "tuple" in type_name(field.hint) else one
+    """N, X, TEXT or BOOL by the field's type (N[,N...] for a tuple of them)."""
+    hint = field.hint
+    if _optional(hint):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        one = _METAVARS.get(typing.get_args(hint)[0], "VALUE")
+        return f"{one}[,{one}...]"
+    return _METAVARS.get(hint, "VALUE")
 
 
 def given(args: argparse.Namespace, scope: str) -> dict[str, Any]:

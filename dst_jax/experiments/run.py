@@ -49,7 +49,9 @@ SWEEP_FLAGS = {
     "tau_b": Flag(help="backward temperatures", metavar="TAU[,TAU...]", read=floats("--tau-b")),
     "seeds": Flag(help="number of seeds", metavar="N", read=positive_int("--seeds")),
     "lrs": Flag(("--lr", "--lrs"), "learning rates", "LR[,LR...]", read=floats("--lr")),
-    "epochs": Flag(help="training epochs per run", read=positive_float("--epochs")),
+    "epochs": Flag(
+        help="training epochs per run", metavar="EPOCHS", read=positive_float("--epochs")
+    ),
     "max_steps": Flag(
         help="cap on training steps", metavar="STEPS", read=positive_int("--max-steps")
     ),
