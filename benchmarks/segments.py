@@ -48,6 +48,8 @@ def plain_and_vmapped(
     `estimator` is what `make_fns` takes (a registry entry, or a name in older versions)."""
     # Older versions' make_fns has no schedules, hence no total_steps.
     length = {"total_steps": 10**6} if "total_steps" in signature(make_fns).parameters else {}
+    if "test_at" in signature(make_fns).parameters:  # time the test split every segment
+        length["test_at"] = "every"
     init, segment = make_fns(task, estimator, **length)
     one, many = hparams(setup, n_configs)
     batched = jax.vmap(segment, in_axes=(0, 0, None, None, None))

@@ -1,6 +1,7 @@
 """The `dst-jax` command (also `python -m dst_jax`): one entry point for the command lines.
 
     dst-jax run {sbn,cae,dlgn} --out DIR [--smoke] [flags]   train a task's sweep
+    dst-jax run MODULE:FACTORY --out DIR [flags]             the same for a task of your own
     dst-jax report DIR [--grid ESTIMATOR]                    the report of a finished sweep
     dst-jax confirm DIR --out DIR2 --seeds K --max-steps N   its selected configs, fresh seeds
     dst-jax gradients cae --out DIR [--smoke]                gradients against the exact one
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dst_jax import __version__
 
 COMMANDS = {
-    "run": "train a task's sweep over estimators and temperatures and write its results",
+    "run": "train a task's sweep (sbn, cae, dlgn or MODULE:FACTORY) and write its results",
     "report": "print the Markdown report of a finished sweep",
     "confirm": "train a finished sweep's selected configs again on fresh seeds",
     "gradients": "measure every estimator's gradient against the exact one (cae)",

@@ -374,7 +374,14 @@ def test_short_run_lowers_validation_loss_for_every_estimator(shared_data_dir):
         Run("identity_ste", 1.0, 1.0, 0, 2e-3),
     ]
     out = train_runs(
-        task, data, runs, steps=30, eval_every=15, chunk_size=1, devices=jax.devices()[:1]
+        task,
+        data,
+        runs,
+        steps=30,
+        eval_every=15,
+        chunk_size=1,
+        devices=jax.devices()[:1],
+        test_at="every",  # the test curve below has a point at every evaluation
     )
     # The untrained model's loss: about D log 2 = 543 nats per image for every init.
     start = jax.jit(

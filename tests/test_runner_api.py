@@ -75,3 +75,22 @@ def test_run_sweep_from_python_with_a_user_task(tmp_path):
         json.dumps(res["runs"])
     )
     assert "Best config per estimator" in (tmp_path / "summary.md").read_text()
+
+
+def test_results_written_before_the_optimizer_setting_are_the_same_sweep():
+    """A committed results.json (no optimizer fields) and a rerun of its command with the
+    default optimizer are one sweep (it resumes); another optimizer is another sweep."""
+    import dataclasses
+
+    from dst_jax import runner
+
+    res = json.loads((ROOT / "results" / "sbn" / "results.json").read_text())
+    assert "optimizer" not in res["config"]["sweep"]
+    old = runner._sweep_identity("sbn", res["dataset"], res["config"])
+    fields = dataclasses.asdict(SweepConfig())
+    now = {**res["config"], "sweep": {**res["config"]["sweep"], **{
+        k: fields[k] for k in ("optimizer", "momentum", "weight_decay", "clip_norm")
+    }}}  # fmt: skip
+    assert runner._sweep_identity("sbn", res["dataset"], now) == old
+    now["sweep"]["optimizer"] = "sgd"
+    assert runner._sweep_identity("sbn", res["dataset"], now) != old

@@ -102,7 +102,9 @@ def copied_bytes(hlo: str) -> dict[str, int]:
 def per_step(task_name: str, n_configs: int, steps: int, quick: bool) -> dict[str, float | str]:
     setup = make_setup(task_name, quick=quick)
     data = jax.device_put(setup.data)
-    init, segment = make_fns(setup.task, estimators.REGISTRY[ESTIMATOR], total_steps=10**6)
+    init, segment = make_fns(
+        setup.task, estimators.REGISTRY[ESTIMATOR], total_steps=10**6, test_at="every"
+    )
     _, hp = segments.hparams(setup, n_configs)
     state = jax.eval_shape(jax.vmap(init, in_axes=(0, None)), hp, data)
     program = jax.jit(

@@ -198,7 +198,7 @@ def chosen_best(
     }
     out = {}
     for c in chosen:
-        row = table.get(results.config_key(c)) if c["role"] == "selected" else None
+        row = table.get(results.config_key(dict(c))) if c["role"] == "selected" else None
         if row is not None:
             out[c["estimator"]] = row
     return out
