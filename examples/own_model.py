@@ -129,24 +129,27 @@ def make_task(smoke: bool = False) -> VAETask:
 
 
 def sweep_config(smoke: bool = False) -> SweepConfig:
-    # The optimizer is the sweep's default (Adam, learning rate `lrs`): the sweep configuration
-    # has no optimizer setting yet. Where it has one, choose it here (e.g. SGD with momentum).
+    # Any optax optimizer by name: here SGD with momentum 0.9 and gradient clipping,
+    # recorded in results.json. The learning rate stays a grid axis (`lrs`).
+    optimizer = dict(optimizer="sgd", momentum=0.9, clip_norm=5.0)
     if smoke:
         return SweepConfig(
             estimators=("decoupled_st", "st_gumbel_softmax"),
             tau_f=(0.5, 2.0),
             tau_b=(0.5, 2.0),
             seeds=1,
-            lrs=(1e-3,),
+            lrs=(0.05,),
             max_steps=40,
             eval_every=20,
+            **optimizer,
         )
     return SweepConfig(
         estimators=("decoupled_st", "softmax_ste", "st_gumbel_softmax", "reinmax"),
         seeds=3,
-        lrs=(1e-3,),
+        lrs=(0.05,),
         epochs=20,
         eval_every=1000,
+        **optimizer,
     )
 
 

@@ -31,6 +31,9 @@ def test_own_model_example_runs_as_a_script(tmp_path, shared_data_dir):
     } <= files
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "own_vae" and results["dataset"] == "mnist"
+    # Not the default Adam: the example's optimizer is recorded with the sweep.
+    sweep = results["config"]["sweep"]
+    assert (sweep["optimizer"], sweep["momentum"]) == ("sgd", 0.9)
     # Unlabelled: the data carry no labels, and the splits are still cut and counted.
     assert results["data"]["split_sizes"] == {"train": 900, "test": 200, "val": 100}
     runs = results["runs"]
@@ -42,6 +45,46 @@ def test_own_model_example_runs_as_a_script(tmp_path, shared_data_dir):
         # The negative ELBO per image of 784 Bernoulli pixels: below the untrained ~543 nats.
         assert final["test_loss"] < 540
     assert "decoupled_st" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_own_model_example_runs_from_the_command_line(tmp_path, shared_data_dir):
+    # The same task by MODULE:FACTORY, with the command line's sweep flags.
+    out = tmp_path / "cli"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DST_DATA_DIR": shared_data_dir}
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.run",
+        "examples/own_model.py:make_task",
+        "--smoke",
+        "--estimators",
+        "decoupled_st",
+        "--tau-f",
+        "0.5",
+        "--tau-b",
+        "1",
+        "--max-steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--optimizer",
+        "adamw",
+        "--weight-decay",
+        "1e-4",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == "own_vae"
+    assert results["config"]["sweep"]["optimizer"] == "adamw"
+    assert [(r["estimator"], r["tau_f"], r["tau_b"]) for r in results["runs"]] == [
+        ("decoupled_st", 0.5, 1.0)
+    ]
+    assert math.isfinite(results["runs"][0]["final"]["test_loss"])
 
 
 def test_make_task_is_a_zero_argument_factory():
