@@ -65,7 +65,10 @@ def test_every_documented_command_still_parses(command):
     if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
         argv += ["--out", "somewhere"]
     args, task, sweep = run.resolve(argv)
-    assert task.name == argv[0]
+    if ":" in argv[0]:  # MODULE:FACTORY: a task of one's own, named by itself
+        assert task.name and task.name != argv[0]
+    else:
+        assert task.name == argv[0]
     assert isinstance(sweep, SweepConfig)
     if "--seeds" in argv:
         assert sweep.seeds == int(argv[argv.index("--seeds") + 1])
