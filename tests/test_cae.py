@@ -255,6 +255,7 @@ def test_task_contract():
     assert shapes == [(784, 512), (512, 256), (256, 4, 8), (4, 8, 256), (256, 512), (512, 784)]
 
 
+@pytest.mark.slow
 def test_rloo_loss_gives_the_exact_encoder_gradient_in_expectation():
     """With RLOO (beta = 0, one image, 3 latents x 4 classes) the loss is the mean BCE of its
     S = 3 sampled codes, and the mean over 3,000 keys of its gradient for the encoder's output

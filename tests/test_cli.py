@@ -95,12 +95,14 @@ def test_other_tasks_smoke_end_to_end(tmp_path, shared_data_dir, task, dataset, 
         assert "`gate_hist` of the best config per estimator" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_bad_flag_gives_a_clear_error(tmp_path):
     proc = run_cli("sbn", "--out", str(tmp_path), "--tau-f", "0.1,abc", data_dir=str(tmp_path))
     assert proc.returncode == 2
     assert "--tau-f takes a comma-separated list of numbers" in proc.stderr
 
 
+@pytest.mark.slow
 def test_non_positive_temperature_is_refused(tmp_path, shared_data_dir):
     proc = run_cli(
         "sbn", "--out", str(tmp_path), "--smoke", "--tau-b", "0,1", data_dir=shared_data_dir

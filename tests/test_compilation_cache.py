@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from test_sweep import tiny_task
 
 from dst_jax.sweep import grid
@@ -48,6 +49,7 @@ def test_import_leaves_the_cache_off():
     assert out == ["None"]
 
 
+@pytest.mark.slow
 def test_cache_is_written_reused_and_keyed_by_the_program(tmp_path):
     folder = tmp_path / "cache"
     first = _run(PROGRAM, "2.0", DST_JAX_COMPILATION_CACHE=str(folder))

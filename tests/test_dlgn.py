@@ -370,6 +370,7 @@ def test_packed_evaluation_equals_the_float_network(name, sampler):
         assert {k: float(v) for k, v in got.items()} == {k: float(v) for k, v in want.items()}
 
 
+@pytest.mark.slow
 def test_per_example_samples_keep_the_float_train_mode():
     """With one sample per example the sampled network is no Boolean circuit: `acc` is still
     bit-packed, `acc_train_mode` comes from the float network with the slice keys."""

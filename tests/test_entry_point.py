@@ -59,6 +59,7 @@ def test_checkout_aliases_are_the_package_modules():
     assert gradients is dst_jax.experiments.gradients
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv", [["-m", "dst_jax", "run", "--help"], ["-m", "experiments.run", "--help"]]
 )

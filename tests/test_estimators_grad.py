@@ -277,6 +277,7 @@ class JitTest(chex.TestCase):
             chex.assert_tree_all_finite(got)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,backward_noise", CASES)
 def test_vmap_equals_python_loop(name, backward_noise):
     """vmap over keys, over logits, over tau_f and over tau_b, each alone, equals a loop."""

@@ -108,6 +108,7 @@ def reinforce(key, l, f_Z, n):
     return (f_Z[code] - baseline)[:, None, None] * (z - p)
 
 
+@pytest.mark.slow
 def test_unbiased_estimator_bias_shrinks_like_one_over_sqrt_n(x64):
     f_Z, l = rand(6, (C**L,), 3.0), rand(7, (L, C))
     g = G.exact_gradient(f_Z, l, 1.0)
@@ -126,6 +127,7 @@ def test_unbiased_estimator_bias_shrinks_like_one_over_sqrt_n(x64):
     assert float(q["cosine"]) > 0.99
 
 
+@pytest.mark.slow
 def test_straight_through_is_exact_for_linear_f(x64):
     # For f linear in z, the ST backward J(softmax(l / tau_b)) w / tau_b does not depend on the
     # sample: every draw is the gradient of E_{softmax(l / tau_b)} f. At tau_f = tau_b it is the
@@ -246,6 +248,7 @@ def tiny_objective(theta, z_LxC, x_D):
     return jnp.sum(jnp.maximum(y_D, 0) - x_D * y_D + jnp.log1p(jnp.exp(-jnp.abs(y_D))))
 
 
+@pytest.mark.slow
 def test_protocol_tables_equal_autodiff_through_the_decoder(x64):
     theta = {"w1": rand(20, (L, C, 4)), "b1": rand(21, (4,)), "w2": rand(22, (4, 5))}
     x_S = jax.random.uniform(jax.random.PRNGKey(23), (2, 5), jnp.float64)
@@ -364,6 +367,7 @@ def test_replot_without_a_finished_analysis_is_a_one_line_error(tmp_path, capsys
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_rloo_bias_is_sampling_error_and_shrinks_like_one_over_sqrt_n(x64):
     """RLOO in the protocol (tabulated f, 24 images): its relative bias is sampling error
     alone (median noise ratio bias sqrt(N) / spread near 1) and halves from N = 256 to 1,024

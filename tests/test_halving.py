@@ -111,6 +111,7 @@ def full_and_halved(tmp_path_factory):
     return full, halved, tmp
 
 
+@pytest.mark.slow
 def test_a_survivor_equals_the_run_trained_without_halving(full_and_halved):
     full, halved, _ = full_and_halved
     assert halved["config"]["halving"] == {"eta": 3, "rungs": [5, 15, 45]}

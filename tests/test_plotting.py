@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dst_jax import logic, plotting
@@ -13,6 +14,7 @@ from dst_jax import logic, plotting
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_compute_imports_no_plotting_library():
     code = (
         "import sys, dst_jax.sweep, dst_jax.tasks, dst_jax.estimators; "
@@ -21,6 +23,7 @@ def test_compute_imports_no_plotting_library():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_plotting_leaves_the_matplotlib_backend_alone():
     code = (
         "import matplotlib; matplotlib.use('svg'); import dst_jax.plotting, dst_jax.runner; "

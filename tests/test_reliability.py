@@ -243,6 +243,7 @@ def test_an_invocation_stopped_inside_its_first_chunk_counts_up_to_its_last_save
 # -- several hosts ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unreachable_coordinator_fails_after_the_timeout(tmp_path):
     with socket.socket() as s:  # a free port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -318,6 +319,7 @@ def ckpt_file(out: Path, name: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_chunk_file_of_other_runs_is_retrained_not_read(tmp_path):
     """5 runs in chunks of 2, stopped after two chunks; chunk_sizes.json and chunk 0 deleted;
     resumed with chunks of 3: the old chunk 1 (tau_f 1, 2) is not the new chunk 1 (tau_f 2, 3)."""
@@ -338,6 +340,7 @@ def test_a_chunk_file_of_other_runs_is_retrained_not_read(tmp_path):
         assert train(tmp_path, runs, one, chunk_size=3).runs == want.runs
 
 
+@pytest.mark.slow
 def test_a_sweep_resumes_on_another_device_count(tmp_path):
     """Chunks of 3 recorded on one device, resumed on two: the chunks keep their runs (a padding
     config evens the shards), the unfinished chunk's saved state (3 configs) restarts."""
@@ -353,6 +356,7 @@ def test_a_sweep_resumes_on_another_device_count(tmp_path):
     np.testing.assert_allclose(finals(got.runs), finals(want.runs), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_saved_state_of_other_runs_is_not_resumed(tmp_path):
     """A mid-chunk state with the right number of configs but other runs (chunks cut another
     way) restarts its chunk instead of training on with other runs' parameters."""
@@ -372,6 +376,7 @@ def test_a_saved_state_of_other_runs_is_not_resumed(tmp_path):
 # -- finished results are never replaced by another sweep ---------------------------------------
 
 
+@pytest.mark.slow
 def test_a_different_sweep_never_replaces_finished_results(tmp_path):
     first = small_sweep(estimators=("decoupled_st",))
     run_sweep(TASK, first, str(tmp_path), **QUIET)

@@ -47,6 +47,7 @@ def scheduled(run, **hp):
     return dataclasses.replace(run, **hp)
 
 
+@pytest.mark.slow
 def test_a_scheduled_config_in_a_grid_equals_it_alone():
     data, _ = TASK.load_data(None)
     base = grid.Run("decoupled_st", 2.0, 1.0, 0, 1e-3)
@@ -181,6 +182,7 @@ class PeakTask:
         return {}
 
 
+@pytest.mark.slow
 def test_refine_rounds_end_to_end_resume_to_the_same_results(tmp_path):
     sweep = SweepConfig(
         estimators=("softmax_ste",),
@@ -247,6 +249,7 @@ def test_validation_split_is_disjoint_from_training_and_fixed_by_its_seed():
     assert "val_x" not in none and len(none["train_y"]) == 1000
 
 
+@pytest.mark.slow
 def test_sweeps_write_validation_and_test_metrics_and_select_on_validation(tmp_path):
     task = TASK  # its data hold a validation split
     sweep = SweepConfig(

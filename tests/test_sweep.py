@@ -106,6 +106,7 @@ def test_grid_equals_single_runs(task_and_data):
     assert len({round(r["final"]["train_loss"], 6) for r in together.runs}) == len(runs)
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(task_and_data):
     task, data = task_and_data
     assert jax.device_count() == 4, "conftest forces 4 host devices"
@@ -161,6 +162,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_mid_chunk_gives_identical_results(tmp_path):
     task = TASK
     sweep = dataclass_replace(SWEEP, chunk_size=4, checkpoint_every_s=0.0)
@@ -283,6 +285,7 @@ def _toy_bernoulli(key, logits, tau_f, tau_b):
     return estimators.decoupled_st_bernoulli(key, logits, tau_b, tau_f)
 
 
+@pytest.mark.slow
 def test_a_registered_estimator_reaches_grid_results_summary_and_heatmaps(tmp_path):
     """One function per form and one registry entry: nothing else to touch."""
     toy = estimators.Estimator("toy_swapped", _toy, _toy_bernoulli)
