@@ -160,7 +160,7 @@ def claim_part(
     sides of the diagonal, where the estimators behave differently; None if a side is empty).
     With the per-image values: significantly_for / significantly_against, the fractions of
     pairs whose paired difference over images (every configuration sees the same images and
-    noise) has |t| > T_SIGNIFICANT in the claimed / the opposite direction; the rest are flat
+    noise) has `|t| > T_SIGNIFICANT` in the claimed / the opposite direction; the rest are flat
     within the noise of S images.
     """
     ax = 1 if axis == "tau_b" else 0

@@ -43,7 +43,7 @@ Conventions every task follows:
   not into the curves. The engine names a metric `m` of `loss` "train_m" (the value at the
   evaluation's step), of `evaluate` "<split>_m", of `param_metrics` "m"; the loss itself is
   "train_loss". So `loss` may not return a metric named "loss", nor `param_metrics` one named
-  "step" or beginning with a split's prefix ("train_", "val_", "test_"): the engine refuses
+  "step" or beginning with a split's prefix (`train_`, `val_`, `test_`): the engine refuses
   them (`checked_metrics`).
 - `figure_arrays` returns the arrays a task's figures are drawn from (the presentation layer
   draws them; tasks never import a plotting library).
