@@ -10,23 +10,28 @@ import optax
 from dst_jax.tasks.sbn import Config, SBNTask
 
 
+def teacher_data() -> dict[str, np.ndarray]:
+    """600 uniform inputs of 24 features labelled by a fixed linear teacher, split
+    400 / 100 / 100 into train / val / test."""
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(24, 4))
+    x = rng.uniform(size=(600, 24)).astype(np.float32)
+    y = (x @ teacher).argmax(-1).astype(np.int32)
+    return {
+        "train_x": x[:400],
+        "train_y": y[:400],
+        "val_x": x[400:500],
+        "val_y": y[400:500],
+        "test_x": x[500:],
+        "test_y": y[500:],
+    }
+
+
 class TeacherTask(SBNTask):
     name = "teacher"
 
     def load_data(self, data_dir):
-        rng = np.random.default_rng(0)
-        teacher = rng.normal(size=(24, 4))
-        x = rng.uniform(size=(600, 24)).astype(np.float32)
-        y = (x @ teacher).argmax(-1).astype(np.int32)
-        data = {
-            "train_x": x[:400],
-            "train_y": y[:400],
-            "val_x": x[400:500],
-            "val_y": y[400:500],
-            "test_x": x[500:],
-            "test_y": y[500:],
-        }
-        return data, {"dataset": "synthetic-teacher"}
+        return teacher_data(), {"dataset": "synthetic-teacher"}
 
 
 class AdamTask(TeacherTask):

@@ -7,6 +7,7 @@ import json
 import jax
 import numpy as np
 import pytest
+from cli_task import teacher_data
 
 from dst_jax import estimators
 from dst_jax.runner import run_sweep
@@ -22,19 +23,7 @@ class TinySBN(SBNTask):
     """The real SBN task on a small synthetic problem (labels from a fixed linear teacher)."""
 
     def load_data(self, data_dir):
-        rng = np.random.default_rng(0)
-        teacher = rng.normal(size=(24, 4))
-        x = rng.uniform(size=(600, 24)).astype(np.float32)
-        y = (x @ teacher).argmax(-1).astype(np.int32)
-        data = {
-            "train_x": x[:400],
-            "train_y": y[:400],
-            "val_x": x[400:500],
-            "val_y": y[400:500],
-            "test_x": x[500:],
-            "test_y": y[500:],
-        }
-        return data, {"dataset": "synthetic"}
+        return teacher_data(), {"dataset": "synthetic"}
 
 
 def tiny_task() -> TinySBN:
