@@ -59,6 +59,56 @@ def load_screen(from_dir: str) -> dict[str, Any]:
     return res
 
 
+# The recorded settings two screens must share for their selections to be compared on one set of
+# fresh seeds: a screen split by estimator (run in parts that each fit a machine's time) is the
+# same experiment as the whole grid only if every run saw the same data, length, seeds and rule.
+_SHARED_SWEEP = ("select_on", "test_at", "prng", "lrs", "max_steps", "epochs", "eval_every")
+
+
+def merge_screens(screens: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One screen from several finished sweeps of the same task that split its estimators
+    between them: their runs together, the first one's config. Refuses screens that differ in
+    task, task config, length, seeds or selection rule, or that share an estimator (its
+    selection would depend on which screen was read)."""
+    if not screens:
+        raise ValueError("give at least one screen folder")
+    (first_dir, first), rest = screens[0], screens[1:]
+    owner = {r["estimator"]: first_dir for r in first["runs"]}
+    for from_dir, res in rest:
+        for label, a, b in _screen_differences(first, res):
+            raise ValueError(
+                f"{from_dir} and {first_dir} differ in {label} ({b!r} vs {a!r}); only screens "
+                "of one protocol, split by estimator, can be confirmed together"
+            )
+        for est in dict.fromkeys(r["estimator"] for r in res["runs"]):
+            if est in owner:
+                raise ValueError(
+                    f"{est} is in both {owner[est]} and {from_dir}; confirm it from one screen "
+                    "(--estimators) or give screens with disjoint estimators"
+                )
+            owner[est] = from_dir
+    if not rest:
+        return first
+    return {**first, "runs": [r for _, res in screens for r in res["runs"]]}
+
+
+def _screen_differences(a: dict[str, Any], b: dict[str, Any]):
+    """(label, value in a, value in b) of each shared setting where two screens differ."""
+    pairs = [
+        ("task", a["task"], b["task"]),
+        ("task config", a["config"]["task"], b["config"]["task"]),
+        ("steps", a["config"].get("steps"), b["config"].get("steps")),
+        ("seeds", _seeds(a), _seeds(b)),
+    ]
+    sa, sb = a["config"].get("sweep", {}), b["config"].get("sweep", {})
+    pairs += [(f"sweep.{k}", sa.get(k), sb.get(k)) for k in _SHARED_SWEEP]
+    return [(label, x, y) for label, x, y in pairs if x != y]
+
+
+def _seeds(res: dict[str, Any]) -> list[int]:
+    return sorted({int(r["seed"]) for r in res["runs"]})
+
+
 def task_from_results(res: dict[str, Any]) -> Task:
     """The task of a results dict, built with the task config the sweep recorded."""
     mod = tasks.module(res["task"])
@@ -196,7 +246,7 @@ def confirmation_sweep(
 
 
 def confirmation_record(
-    from_dir: str,
+    from_dir: str | Sequence[str],
     task: Task,
     screen: dict[str, Any],
     chosen: Sequence[dict[str, Any]],
@@ -204,9 +254,11 @@ def confirmation_record(
 ) -> dict[str, Any]:
     """The "confirmation" block of results.json (`run_sweep(..., confirmation=...)`): which
     screen selected the configs, on which metric, step and seeds, the fresh seeds, and each
-    config with its role."""
+    config with its role. `from` is the screen's folder, or the list of folders of a screen
+    split by estimator."""
+    dirs = [from_dir] if isinstance(from_dir, str) else list(from_dir)
     return {
-        "from": from_dir,
+        "from": dirs[0] if len(dirs) == 1 else dirs,
         "select": selection_metric(task, screen),
         "screen_steps": screen["config"]["steps"],
         "screen_seeds": sorted({int(r["seed"]) for r in screen["runs"]}),
@@ -248,7 +300,7 @@ def confirmation_summary(
     estimators = list(dict.fromkeys(c["estimator"] for c in chosen))
     seeds = confirmation["seeds"]
     lines = [
-        f"Confirmation of the configs selected by `{confirmation['from']}` (by mean "
+        f"Confirmation of the configs selected by {_screens_label(confirmation['from'])} (by mean "
         f"`{confirmation['select']}` over its seeds {confirmation['screen_seeds']}, at step "
         f"{confirmation['screen_steps']:,}), trained again on the fresh seeds {seeds}. Nothing "
         "is selected here: each estimator's row is the screen's choice, so the intervals and "
@@ -294,6 +346,12 @@ def confirmation_summary(
             f"{summary._fmt(conf)} |"
         )
     return "\n".join(lines)
+
+
+def _screens_label(from_dirs: str | Sequence[str]) -> str:
+    if isinstance(from_dirs, str):
+        return f"`{from_dirs}`"
+    return "the screen split by estimator between " + ", ".join(f"`{d}`" for d in from_dirs)
 
 
 def _label(row: dict[str, Any]) -> str:

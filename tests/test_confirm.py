@@ -79,6 +79,66 @@ def test_selected_configs_are_each_estimators_best_and_its_best_diagonal():
         confirm.selected_configs(task, screen, ["reinmax"])
 
 
+def _two_estimator_runs():
+    runs = []
+    for seed in (0, 1):
+        for (tf, tb), v in {(0.5, 2.0): 0.9, (1.0, 1.0): 0.8, (2.0, 0.5): 0.6}.items():
+            runs.append(_run("decoupled_st", tf, tb, seed, v + 0.01 * seed))
+        for tau, v in {0.5: 0.7, 2.0: 0.75}.items():
+            runs.append(_run("softmax_ste", tau, tau, seed, v))
+    return runs
+
+
+def test_a_screen_split_by_estimator_selects_what_the_whole_screen_selects(tmp_path):
+    runs = _two_estimator_runs()
+    whole = _screen(runs)
+    part_a = _screen([r for r in runs if r["estimator"] == "decoupled_st"])
+    part_b = _screen([r for r in runs if r["estimator"] == "softmax_ste"])
+    merged = confirm.merge_screens([("a", part_a), ("b", part_b)])
+    task = confirm.task_from_results(whole)
+    assert confirm.selected_configs(task, merged) == confirm.selected_configs(task, whole)
+    assert confirm.merge_screens([("a", part_a)]) is part_a
+    record = confirm.confirmation_record(["a", "b"], task, merged, [], [2, 3])
+    assert record["from"] == ["a", "b"] and record["screen_seeds"] == [0, 1]
+    assert confirm.confirmation_record(["a"], task, part_a, [], [2])["from"] == "a"
+    text = confirm.confirmation_summary(
+        runs, record, "val_acc_stoch", "test_acc_stoch", "max", ("test_acc_stoch",)
+    )
+    assert "the screen split by estimator between `a`, `b`" in text
+
+
+def test_screens_of_different_protocols_or_sharing_an_estimator_are_refused():
+    runs = _two_estimator_runs()
+    part_a = _screen([r for r in runs if r["estimator"] == "decoupled_st"])
+    part_b = _screen([r for r in runs if r["estimator"] == "softmax_ste"])
+    with pytest.raises(ValueError, match="decoupled_st is in both a and a2"):
+        confirm.merge_screens([("a", part_a), ("a2", part_a)])
+    other_seeds = _screen([{**r, "seed": r["seed"] + 5} for r in part_b["runs"]])
+    with pytest.raises(ValueError, match="differ in seeds"):
+        confirm.merge_screens([("a", part_a), ("b", other_seeds)])
+    longer = {**part_b, "config": {**part_b["config"], "steps": 20}}
+    with pytest.raises(ValueError, match="differ in steps"):
+        confirm.merge_screens([("a", part_a), ("b", longer)])
+    by_test = _screen(part_b["runs"], select_on="test")
+    with pytest.raises(ValueError, match="differ in sweep.select_on"):
+        confirm.merge_screens([("a", part_a), ("b", by_test)])
+
+
+def test_the_command_line_refuses_screens_that_cannot_be_merged(tmp_path, capsys):
+    from dst_jax.experiments import confirm as cli
+
+    runs = _two_estimator_runs()
+    part = _screen([r for r in runs if r["estimator"] == "decoupled_st"])
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(part))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out), "--max-steps", "10"]
+    assert cli.main(argv) == 2
+    assert "decoupled_st is in both" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_selection_follows_the_screens_split_and_direction():
     runs = [_run("softmax_ste", t, t, 0, val=v, test=-v) for t, v in ((0.5, 0.2), (1.0, 0.9))]
     task = tasks.make("sbn")

@@ -1,6 +1,7 @@
 """Command line: train a finished sweep's selected configs again on fresh seeds.
 
-    python -m experiments.confirm FROM_DIR --out DIR --seeds K (--epochs E | --max-steps N)
+    python -m experiments.confirm FROM_DIR [FROM_DIR ...] --out DIR --seeds K \
+        (--epochs E | --max-steps N)
 
 Reads FROM_DIR/results.json (the screen), takes each estimator's selected config and each
 two-temperature estimator's best diagonal cell, and trains exactly those on K seeds the screen
@@ -8,6 +9,11 @@ did not use (one past its largest seed onwards, or from --first-seed). The outpu
 ordinary sweep folder (results.json with a "confirmation" record, summary.md, curves.png, the
 task's figures, timing.json) that `python -m experiments.report` reads; rerunning the same
 command after an interruption resumes it.
+
+Several FROM_DIRs are one screen split by estimator (parts run on separate machines or days):
+they must share the task, its config, the length, the seeds and the selection rule, and no
+estimator may be in two of them; each estimator's config is then selected from the part that
+trained it, exactly as from the whole grid.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("from_dir", metavar="FROM_DIR", help="a finished sweep's results folder")
+    p.add_argument(
+        "from_dirs",
+        metavar="FROM_DIR",
+        nargs="+",
+        help="a finished sweep's results folder (several: one screen split by estimator)",
+    )
     p.add_argument("--out", required=True, help="output folder (results, figures, checkpoint)")
     p.add_argument("--seeds", type=positive_int("--seeds"), default=3, help="fresh seeds (3)")
     p.add_argument(
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is None and args.max_steps is None:
         raise SystemExit("error: give the confirmation's length: --epochs E or --max-steps N")
     try:
-        screen = confirm.load_screen(args.from_dir)
+        screen = confirm.merge_screens([(d, confirm.load_screen(d)) for d in args.from_dirs])
         task = confirm.task_from_results(screen)
         chosen = confirm.selected_configs(
             task, screen, args.estimators, diagonals=not args.no_diagonals
@@ -81,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_every=args.eval_every,
             chunk_size=args.chunk_size,
         )
-        record = confirm.confirmation_record(args.from_dir, task, screen, chosen, seeds)
+        record = confirm.confirmation_record(args.from_dirs, task, screen, chosen, seeds)
         command = "python -m experiments.confirm " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )
