@@ -4,10 +4,12 @@
     dst-jax run MODULE:FACTORY --out DIR [flags]             the same for a task of your own
     dst-jax report DIR [--grid ESTIMATOR]                    the report of a finished sweep
     dst-jax confirm DIR --out DIR2 --seeds K --max-steps N   its selected configs, fresh seeds
+    dst-jax merge PART PART --out DIR                        one sweep from parts split by estimator
     dst-jax gradients cae --out DIR [--smoke]                gradients against the exact one
 
-Each command is a module of `dst_jax.experiments` (`run`, `report`, `gradients`); the words
-after the command's name are its own arguments (`dst-jax run --help` lists them).
+Each command is a module of `dst_jax.experiments` (`run`, `report`, `confirm`, `merge`,
+`gradients`); the words after the command's name are its own arguments (`dst-jax run --help`
+lists them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ COMMANDS = {
     "run": "train a task's sweep (sbn, cae, dlgn or MODULE:FACTORY) and write its results",
     "report": "print the Markdown report of a finished sweep",
     "confirm": "train a finished sweep's selected configs again on fresh seeds",
+    "merge": "one results folder from sweeps that split a grid's estimators between them",
     "gradients": "measure every estimator's gradient against the exact one (cae)",
 }
 
@@ -30,7 +33,7 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {what}" for name, what in COMMANDS.items()]
     return (
-        "usage: dst-jax {run,report,confirm,gradients} ... "
+        "usage: dst-jax {" + ",".join(COMMANDS) + "} ... "
         "(dst-jax COMMAND --help for its flags)\n\n"
         "commands:\n" + "\n".join(lines) + "\n"
     )

@@ -27,7 +27,7 @@ from typing import Any
 
 from dst_jax import estimators as estimator_lib
 from dst_jax import summary, tasks
-from dst_jax.sweep import results, stats
+from dst_jax.sweep import merge, results, stats
 from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.grid import Run
 from dst_jax.tasks.base import Task, direction
@@ -59,54 +59,11 @@ def load_screen(from_dir: str) -> dict[str, Any]:
     return res
 
 
-# The recorded settings two screens must share for their selections to be compared on one set of
-# fresh seeds: a screen split by estimator (run in parts that each fit a machine's time) is the
-# same experiment as the whole grid only if every run saw the same data, length, seeds and rule.
-_SHARED_SWEEP = ("select_on", "test_at", "prng", "lrs", "max_steps", "epochs", "eval_every")
-
-
 def merge_screens(screens: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """One screen from several finished sweeps of the same task that split its estimators
-    between them: their runs together, the first one's config. Refuses screens that differ in
-    task, task config, length, seeds or selection rule, or that share an estimator (its
-    selection would depend on which screen was read)."""
-    if not screens:
-        raise ValueError("give at least one screen folder")
-    (first_dir, first), rest = screens[0], screens[1:]
-    owner = {r["estimator"]: first_dir for r in first["runs"]}
-    for from_dir, res in rest:
-        for label, a, b in _screen_differences(first, res):
-            raise ValueError(
-                f"{from_dir} and {first_dir} differ in {label} ({b!r} vs {a!r}); only screens "
-                "of one protocol, split by estimator, can be confirmed together"
-            )
-        for est in dict.fromkeys(r["estimator"] for r in res["runs"]):
-            if est in owner:
-                raise ValueError(
-                    f"{est} is in both {owner[est]} and {from_dir}; confirm it from one screen "
-                    "(--estimators) or give screens with disjoint estimators"
-                )
-            owner[est] = from_dir
-    if not rest:
-        return first
-    return {**first, "runs": [r for _, res in screens for r in res["runs"]]}
-
-
-def _screen_differences(a: dict[str, Any], b: dict[str, Any]):
-    """(label, value in a, value in b) of each shared setting where two screens differ."""
-    pairs = [
-        ("task", a["task"], b["task"]),
-        ("task config", a["config"]["task"], b["config"]["task"]),
-        ("steps", a["config"].get("steps"), b["config"].get("steps")),
-        ("seeds", _seeds(a), _seeds(b)),
-    ]
-    sa, sb = a["config"].get("sweep", {}), b["config"].get("sweep", {})
-    pairs += [(f"sweep.{k}", sa.get(k), sb.get(k)) for k in _SHARED_SWEEP]
-    return [(label, x, y) for label, x, y in pairs if x != y]
-
-
-def _seeds(res: dict[str, Any]) -> list[int]:
-    return sorted({int(r["seed"]) for r in res["runs"]})
+    """One screen from several finished sweeps that split its estimators between them (each
+    part fits a machine's time): their runs together (`dst_jax.sweep.merge`). Refuses parts that
+    differ in task, task config, length, seeds or selection rule, or that share an estimator."""
+    return merge.merge_results(screens)
 
 
 def task_from_results(res: dict[str, Any]) -> Task:

@@ -196,6 +196,11 @@ def report(out_dir: str, select_on: str | None = None, grids: tuple[str, ...] = 
             f"wall time {wall} s{hours}.",
             f"Command: `{timing.get('command')}`",
         ]
+        for part in timing.get("parts") or ():  # a merged folder: each part's own run
+            lines.append(
+                f"- part `{part.get('folder')}`: wall time {part.get('wall_s')} s; "
+                f"`{part.get('command')}`"
+            )
     return "\n".join(lines)
 
 
