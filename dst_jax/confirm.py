@@ -170,6 +170,65 @@ def confirmation_runs(chosen: Sequence[dict[str, Any]], seeds: Sequence[int]) ->
     return [r for runs in by_estimator.values() for r in runs]
 
 
+# Settings of a sweep's record that decide what its runs compute, beside the task, data, task
+# config, length and evaluation schedule (their defaults: the SweepConfig's).
+_TRAINING_SWEEP = ("prng", "test_at", "optimizer", "momentum", "weight_decay", "clip_norm")
+
+
+def reusable_records(
+    source_dir: str,
+    source: dict[str, Any],
+    task: Task,
+    sweep: SweepConfig,
+    runs: Sequence[Run],
+) -> dict[tuple, dict[str, Any]]:
+    """The records of `source` (a finished sweep or confirmation in `source_dir`) that are runs
+    of this confirmation already trained: the same config on the same seed, trained to the end
+    under the same protocol (task, data, task config, length, evaluation schedule, PRNG, test
+    schedule, optimizer). Keyed by (`results.config_key`, seed); each marked `reused_from`.
+
+    Raises ValueError when the source's protocol differs (reusing its runs would mix two
+    experiments), naming the setting."""
+    cfg = source["config"]
+    batch = task.config.batch_size
+    steps = sweep.total_steps(int(cfg["steps_per_epoch"]) * batch, batch)
+    defaults = SweepConfig()
+    recorded = cfg.get("sweep", {})
+    pairs = [
+        ("task", task.name, source["task"]),
+        ("task config", json.loads(json.dumps(dataclasses.asdict(task.config))), cfg["task"]),
+        ("steps", steps, cfg["steps"]),
+        ("eval_every", min(sweep.eval_every, steps), cfg["eval_every"]),
+    ]
+    pairs += [
+        (f"sweep.{k}", getattr(sweep, k), recorded.get(k, getattr(defaults, k)))
+        for k in _TRAINING_SWEEP
+    ]
+    for name, mine, theirs in pairs:
+        if mine != theirs:
+            raise ValueError(
+                f"--reuse {source_dir}: its runs were trained with {name} {theirs!r}, this "
+                f"confirmation's is {mine!r}; reuse only runs of the same protocol"
+            )
+    wanted = {(results.config_key(dataclasses.asdict(r)), int(r.seed)) for r in runs}
+    found = {}
+    for r in source["runs"]:
+        key = (results.config_key(r), int(r["seed"]))
+        finished = not r.get("stopped") and r.get("curve", {}).get("step", [None])[-1] == steps
+        if key in wanted and finished:
+            found[key] = {**r, "round": 0, "reused_from": source_dir}
+    return found
+
+
+def in_run_order(
+    runs: Sequence[Run], trained: Sequence[dict[str, Any]], reused: dict[tuple, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every run's record in the order of `runs`: the newly trained one, or the reused one."""
+    by_key = {(results.config_key(r), int(r["seed"])): r for r in trained}
+    by_key.update(reused)
+    return [by_key[(results.config_key(dataclasses.asdict(r)), int(r.seed))] for r in runs]
+
+
 def confirmation_sweep(
     screen: SweepConfig | dict[str, Any],
     chosen: Sequence[dict[str, Any]],
@@ -261,7 +320,7 @@ def confirmation_summary(
         f"`{confirmation['select']}` over its seeds {confirmation['screen_seeds']}, at step "
         f"{confirmation['screen_steps']:,}), trained again on the fresh seeds {seeds}. Nothing "
         "is selected here: each estimator's row is the screen's choice, so the intervals and "
-        "paired differences below carry no selection bias.",
+        "paired differences below carry no selection bias." + _reused_note(confirmation),
         "",
         "Selected config per estimator on the fresh seeds; mean ± std (ddof = 1) [95% "
         "Student-t interval]:",
@@ -303,6 +362,17 @@ def confirmation_summary(
             f"{summary._fmt(conf)} |"
         )
     return "\n".join(lines)
+
+
+def _reused_note(confirmation: dict[str, Any]) -> str:
+    reused = confirmation.get("reused")
+    if not reused:
+        return ""
+    sources = ", ".join(f"`{d}`" for d in reused["from"])
+    return (
+        f" {reused['runs']} of the runs (the same config on the same seed, same protocol) were "
+        f"trained earlier and are taken from {sources}."
+    )
 
 
 def _screens_label(from_dirs: str | Sequence[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from conftest import TEST_XLA_FLAGS
 
 from dst_jax import confirm, tasks
 from dst_jax.sweep import results
+from dst_jax.sweep.config import SweepConfig
 from dst_jax.sweep.grid import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +141,45 @@ def test_the_command_line_refuses_screens_that_cannot_be_merged(tmp_path, capsys
     assert not out.exists()
 
 
+def _source(runs, steps=10, **sweep):
+    task = tasks.make("sbn")
+    return {
+        "task": "sbn",
+        "config": {
+            "task": json.loads(json.dumps(dataclasses.asdict(task.config))),
+            "sweep": sweep,
+            "steps": steps,
+            "steps_per_epoch": 540,
+            "eval_every": 5,
+        },
+        "runs": runs,
+    }
+
+
+def test_runs_of_the_same_config_seed_and_protocol_are_reused_and_others_refused():
+    task = tasks.make("sbn")
+    sweep = SweepConfig(max_steps=10, eval_every=5)
+    wanted = [Run("softmax_ste", 1.0, 1.0, s, 1e-3) for s in (3, 4)]
+    done = {**_run("softmax_ste", 1.0, 1.0, 3, 0.8)}
+    cut = {**_run("softmax_ste", 1.0, 1.0, 4, 0.9), "stopped": True}  # halted by halving
+    other = _run("softmax_ste", 2.0, 2.0, 3, 0.7)  # another config
+    source = _source([done, cut, other])
+    found = confirm.reusable_records("old", source, task, sweep, wanted)
+    assert list(found) == [(results.config_key(done), 3)]
+    assert found[(results.config_key(done), 3)]["reused_from"] == "old"
+    trained = [{**_run("softmax_ste", 1.0, 1.0, 4, 0.5), "round": 0}]
+    ordered = confirm.in_run_order(wanted, trained, found)
+    assert [r["seed"] for r in ordered] == [3, 4] and "reused_from" not in ordered[1]
+    with pytest.raises(ValueError, match="trained with steps 20"):
+        confirm.reusable_records("old", _source([done], steps=20), task, sweep, wanted)
+    with pytest.raises(ValueError, match="trained with sweep.optimizer 'sgd'"):
+        confirm.reusable_records("old", _source([done], optimizer="sgd"), task, sweep, wanted)
+    changed = _source([done])
+    changed["config"]["task"]["hidden"] = [8, 8]
+    with pytest.raises(ValueError, match="trained with task config"):
+        confirm.reusable_records("old", changed, task, sweep, wanted)
+
+
 def test_selection_follows_the_screens_split_and_direction():
     runs = [_run("softmax_ste", t, t, 0, val=v, test=-v) for t, v in ((0.5, 0.2), (1.0, 0.9))]
     task = tasks.make("sbn")
@@ -250,6 +291,23 @@ def test_confirmation_of_a_smoke_sweep_end_to_end(tmp_path, shared_data_dir):
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-2000:]
     assert "Confirmation of the configs selected by" in report.stdout
+
+    # The same confirmation again, reusing the first one's runs: nothing is trained, and the
+    # records are the first one's.
+    again_dir = tmp_path / "again"
+    proc = _cli(
+        "experiments.confirm", str(screen_dir), "--out", str(again_dir), "--seeds", "2",
+        "--max-steps", "12", "--eval-every", "6", "--reuse", str(conf_dir),
+        data_dir=shared_data_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((again_dir / "results.json").read_text())
+    strip = [{k: v for k, v in r.items() if k != "reused_from"} for r in again["runs"]]
+    assert strip == res["runs"] and {r["reused_from"] for r in again["runs"]} == {str(conf_dir)}
+    assert again["confirmation"]["reused"] == {"from": [str(conf_dir)], "runs": len(res["runs"])}
+    assert "were trained earlier and are taken from" in (again_dir / "summary.md").read_text()
+    timing = json.loads((again_dir / "timing.json").read_text())
+    assert timing["per_estimator"] == {}  # nothing compiled or trained
 
     # A confirmed run is the same run as that config trained in an ordinary sweep on that seed.
     sel = record["configs"][0]

@@ -19,13 +19,16 @@ trained it, exactly as from the whole grid.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
+from pathlib import Path
 
-from dst_jax import confirm
+from dst_jax import confirm, runner
 from dst_jax.argtypes import int_at_least, names, positive_float, positive_int
+from dst_jax.experiments import report
 from dst_jax.experiments.run import check_out_dir
-from dst_jax.runner import run_sweep
+from dst_jax.sweep import results
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,6 +61,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip each two-temperature estimator's best diagonal cell (by default it is "
         "confirmed too)",
+    )
+    p.add_argument(
+        "--reuse",
+        metavar="DIR",
+        nargs="+",
+        default=(),
+        help="finished sweeps or confirmations whose runs of the same config, seed and protocol "
+        "are taken as they are instead of trained again",
     )
     p.add_argument(
         "--chunk-size",
@@ -93,21 +104,37 @@ def main(argv: list[str] | None = None) -> int:
             chunk_size=args.chunk_size,
         )
         record = confirm.confirmation_record(args.from_dirs, task, screen, chosen, seeds)
+        runs = confirm.confirmation_runs(chosen, seeds)
+        reused: dict = {}
+        for source_dir in args.reuse:
+            source = report.load(Path(source_dir))[0]
+            reused.update(confirm.reusable_records(source_dir, source, task, sweep, runs))
+        if reused:
+            record["reused"] = {"from": list(args.reuse), "runs": len(reused)}
         command = "python -m experiments.confirm " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )
-        run_sweep(
-            task,
-            sweep,
-            args.out,
-            args.data_dir,
-            progress=not args.no_progress,
-            command=command,
-            runs=confirm.confirmation_runs(chosen, seeds),
-            confirmation=record,
+        to_train = [
+            r for r in runs if (results.config_key(dataclasses.asdict(r)), r.seed) not in reused
+        ]
+        log = print
+        prepared = runner.prepare(task, sweep, args.out, args.data_dir, runs=to_train, log=log)
+        if reused:
+            log(f"reused {len(reused)} finished runs from {', '.join(args.reuse)}")
+        trained = (
+            runner.train(task, sweep, prepared, progress=not args.no_progress, log=log)
+            if to_train
+            else runner.Trained([], [], {})
         )
+        trained.records = confirm.in_run_order(runs, trained.records, reused)
+        runner.write(task, prepared, trained, args.out, command=command, confirmation=record)
     except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # a --reuse folder that is not a finished sweep
+        if not isinstance(e.code, str):
+            raise
+        print(e.code if e.code.startswith("error:") else f"error: {e.code}", file=sys.stderr)
         return 2
     return 0
 
