@@ -211,13 +211,23 @@ def reusable_records(
                 f"confirmation's is {mine!r}; reuse only runs of the same protocol"
             )
     wanted = {(results.config_key(dataclasses.asdict(r)), int(r.seed)) for r in runs}
+    # train_* measured another way (the interval's mean, in results written before the rule of
+    # `results.TRAIN_METRICS`) are left out rather than mixed with this confirmation's.
+    drop_train = results.train_metrics_of(source) != results.TRAIN_METRICS
     found = {}
     for r in source["runs"]:
         key = (results.config_key(r), int(r["seed"]))
         finished = not r.get("stopped") and r.get("curve", {}).get("step", [None])[-1] == steps
         if key in wanted and finished:
             found[key] = {**r, "round": 0, "reused_from": source_dir}
+            if drop_train:
+                found[key]["final"] = _without_train(r["final"])
+                found[key]["curve"] = _without_train(r["curve"])
     return found
+
+
+def _without_train(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not k.startswith("train_")}
 
 
 def in_run_order(
@@ -369,9 +379,15 @@ def _reused_note(confirmation: dict[str, Any]) -> str:
     if not reused:
         return ""
     sources = ", ".join(f"`{d}`" for d in reused["from"])
+    dropped = (
+        " (without their `train_*` metrics, which were recorded as the mean over the evaluation "
+        "interval there)"
+        if reused.get("train_metrics_dropped")
+        else ""
+    )
     return (
         f" {reused['runs']} of the runs (the same config on the same seed, same protocol) were "
-        f"trained earlier and are taken from {sources}."
+        f"trained earlier and are taken from {sources}{dropped}."
     )
 
 

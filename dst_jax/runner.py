@@ -21,7 +21,7 @@ from dst_jax import confirm, provenance, summary, tasks
 from dst_jax import figures as figures_lib
 from dst_jax.io import atomic_write_json, atomic_write_text
 from dst_jax.provenance import machine_info  # noqa: F401  (re-exported: its earlier home)
-from dst_jax.sweep import grid, halving, refine
+from dst_jax.sweep import grid, halving, refine, results
 from dst_jax.sweep import report as report_lib
 from dst_jax.sweep.checkpoint import Checkpoint, CheckpointError
 from dst_jax.sweep.config import OPTIMIZER_FIELDS, TASK_OPTIMIZER, EngineOptions, SweepConfig
@@ -245,6 +245,8 @@ def write(
         "dataset": prepared.info.get("dataset"),
         "config": config,
         "data": prepared.info,
+        # How the runs' train_* metrics were measured (results without it: the interval's mean).
+        "train_metrics": results.TRAIN_METRICS,
         "runs": trained.records,
     }
     if confirmation is not None:

@@ -170,6 +170,16 @@ def test_runs_of_the_same_config_seed_and_protocol_are_reused_and_others_refused
     trained = [{**_run("softmax_ste", 1.0, 1.0, 4, 0.5), "round": 0}]
     ordered = confirm.in_run_order(wanted, trained, found)
     assert [r["seed"] for r in ordered] == [3, 4] and "reused_from" not in ordered[1]
+    # A source written before train_* were measured at the evaluation's step: they are left out.
+    old_done = {**done, "final": {**done["final"], "train_loss": 0.3}}
+    old_done["curve"] = {"step": [10], "train_loss": [0.3], "val_acc_stoch": [0.8]}
+    found = confirm.reusable_records("old", _source([old_done]), task, sweep, wanted)
+    (reused,) = found.values()
+    assert "train_loss" not in reused["final"] and "train_loss" not in reused["curve"]
+    assert reused["curve"]["val_acc_stoch"] == [0.8]
+    current = {**_source([old_done]), "train_metrics": results.TRAIN_METRICS}
+    (kept,) = confirm.reusable_records("new", current, task, sweep, wanted).values()
+    assert kept["final"]["train_loss"] == 0.3
     with pytest.raises(ValueError, match="trained with steps 20"):
         confirm.reusable_records("old", _source([done], steps=20), task, sweep, wanted)
     with pytest.raises(ValueError, match="trained with sweep.optimizer 'sgd'"):

@@ -67,6 +67,7 @@ def test_parts_of_different_protocols_or_sharing_an_estimator_are_refused():
         "sweep.lrs": lambda r: r["config"]["sweep"].update(lrs=[0.01]),
         "seeds": lambda r: [run.update(seed=run["seed"] + 3) for run in r["runs"]],
         "confirmation": lambda r: r.update(confirmation={"from": "x"}),
+        "train_metrics": lambda r: r.update(train_metrics="last_step"),
     }
     for setting, change in cases.items():
         other = copy.deepcopy(b)

@@ -106,11 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         record = confirm.confirmation_record(args.from_dirs, task, screen, chosen, seeds)
         runs = confirm.confirmation_runs(chosen, seeds)
         reused: dict = {}
+        dropped = False  # a source's train_* were measured another way and are left out
         for source_dir in args.reuse:
             source = report.load(Path(source_dir))[0]
-            reused.update(confirm.reusable_records(source_dir, source, task, sweep, runs))
+            found = confirm.reusable_records(source_dir, source, task, sweep, runs)
+            reused.update(found)
+            dropped |= bool(found) and results.train_metrics_of(source) != results.TRAIN_METRICS
         if reused:
             record["reused"] = {"from": list(args.reuse), "runs": len(reused)}
+            if dropped:
+                record["reused"]["train_metrics_dropped"] = True
         command = "python -m experiments.confirm " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dst_jax.sweep.results import train_metrics_of
+
 # Sweep settings every part must share, beside the task config, length, evaluation schedule and
 # seeds; the others (estimators, temperature axes, chunk sizes, checkpoint interval) may differ.
 SHARED_SWEEP = (
@@ -49,6 +51,7 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, An
         ("halving", ca.get("halving"), cb.get("halving")),
         ("seeds", run_seeds(a), run_seeds(b)),
         ("confirmation", "confirmation" in a, "confirmation" in b),
+        ("train_metrics", train_metrics_of(a), train_metrics_of(b)),
     ]
     sa, sb = ca.get("sweep", {}), cb.get("sweep", {})
     pairs += [(f"sweep.{k}", sa.get(k), sb.get(k)) for k in SHARED_SWEEP]

@@ -68,6 +68,18 @@ def run_records(
     return records
 
 
+# How a results file's `train_*` metrics were measured: on the minibatch of the evaluation's step
+# (`TRAIN_METRICS`, recorded as results["train_metrics"]), or, in results written before that
+# record existed, as the mean over the evaluation interval. Runs of the two are not mixed unawares.
+TRAIN_METRICS = "last_step"
+TRAIN_METRICS_BEFORE = "interval_mean"
+
+
+def train_metrics_of(res: dict[str, Any]) -> str:
+    """How the `train_*` metrics of a results dict were measured."""
+    return res.get("train_metrics", TRAIN_METRICS_BEFORE)
+
+
 def config_key(run: dict[str, Any]) -> tuple:
     return tuple(run.get(k, _DEFAULTS[k]) for k in CONFIG_KEYS)
 
