@@ -15,6 +15,7 @@ estimator are refused with the setting that differs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -67,13 +68,18 @@ def _check_out(out: str, parts: list[str]) -> None:
     target = Path(out).resolve()
     if any(Path(p).resolve() == target for p in parts):
         raise SystemExit(f"--out {out} is one of the parts; write the merge to a new folder")
-    timing = target / "timing.json"
-    if (target / "results.json").exists() and not (
-        timing.exists() and '"parts"' in timing.read_text(errors="replace")
-    ):
+    if (target / "results.json").exists() and not _is_merge(target / "timing.json"):
         raise SystemExit(
             f"--out {out} holds another sweep's results; write the merge to a new folder"
         )
+
+
+def _is_merge(timing: Path) -> bool:
+    """Whether a folder's timing.json is a merge's (which a new merge may rewrite)."""
+    try:
+        return "parts" in json.loads(timing.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
