@@ -21,7 +21,9 @@ def load(name: str):
     return task, res
 
 
-@pytest.mark.parametrize("name", ["sbn", "cae", "dlgn", "sbn-confirm", "cae-confirm"])
+@pytest.mark.parametrize(
+    "name", ["sbn", "cae", "dlgn", "sbn-confirm", "cae-confirm", "sbn-halving"]
+)
 def test_committed_summaries_render_from_the_report_byte_for_byte(name):
     task, res = load(name)
     text = runner.summary_text(task, build_report(task, res))
