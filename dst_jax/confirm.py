@@ -231,12 +231,19 @@ def _without_train(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def in_run_order(
-    runs: Sequence[Run], trained: Sequence[dict[str, Any]], reused: dict[tuple, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Every run's record in the order of `runs`: the newly trained one, or the reused one."""
+    runs: Sequence[Run],
+    trained: Sequence[dict[str, Any]],
+    reused: dict[tuple, dict[str, Any]],
+    figures: Sequence[dict[str, Any] | None] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """Every run's record in the order of `runs` (the newly trained one, or the reused one), and
+    the training's figure arrays in the same order (`figures`, parallel to `trained`; None for a
+    reused run, which has none; empty if `figures` is)."""
     by_key = {(results.config_key(r), int(r["seed"])): r for r in trained}
+    arrays = {key: f for key, f in zip(by_key, figures, strict=False)}
     by_key.update(reused)
-    return [by_key[(results.config_key(dataclasses.asdict(r)), int(r.seed))] for r in runs]
+    keys = [(results.config_key(dataclasses.asdict(r)), int(r.seed)) for r in runs]
+    return [by_key[k] for k in keys], [arrays.get(k) for k in keys] if figures else []
 
 
 def confirmation_sweep(

@@ -181,7 +181,7 @@ def write_figures(
     task: Any,
     rep: SweepReport,
     results_dict: dict[str, Any],
-    figure_arrays: list[dict[str, Any]],
+    figure_arrays: list[dict[str, Any] | None],
     out_dir: str,
 ) -> list[str]:
     """Every figure of a sweep into `out_dir`, from its report; returns the file names.
@@ -276,7 +276,7 @@ def task_figures(
     task: Any,
     results_dict: dict[str, Any],
     best: dict[str, dict[str, Any]],
-    figure_arrays: list[dict[str, Any]],
+    figure_arrays: list[dict[str, Any] | None],
     out_dir: str,
 ) -> list[str]:
     """Figures from the task's arrays, for the best config of each estimator (its lowest seed
@@ -288,9 +288,12 @@ def task_figures(
     chosen: dict[str, tuple[dict[str, Any], str]] = {}
     for est, row in best.items():
         index = (results.run_indices(runs, row, finished=True) or results.run_indices(runs, row))[0]
-        # Without the training's arrays (figures redrawn from results.json), the histograms
-        # come from the run's final metrics and the code grids keep their earlier files.
-        arrays = figure_arrays[index] if figure_arrays else dict(runs[index]["final"])
+        # Without the training's arrays (figures redrawn from results.json, or a run reused from
+        # an earlier sweep: None), the histograms come from the run's final metrics and the code
+        # grids keep their earlier files.
+        arrays = figure_arrays[index] if figure_arrays else None
+        if arrays is None:
+            arrays = dict(runs[index]["final"])
         chosen[est] = (arrays, f"{label(row)}, seed {runs[index]['seed']}")
     written = []
     for name, bins in task.histograms.items():

@@ -66,7 +66,7 @@ class Trained:
     and each round's timing per estimator."""
 
     records: list[dict[str, Any]]
-    figures: list[dict[str, Any]]
+    figures: list[dict[str, Any] | None]
     per_estimator: dict[str, dict[str, Any]]
 
 
@@ -356,7 +356,7 @@ def claim_out_dir(
 def write_outputs(
     task: Task,
     results_dict: dict[str, Any],
-    figure_arrays: list[dict[str, Any]],
+    figure_arrays: list[dict[str, Any] | None],
     out_dir: str,
     log=print,
     write_results: bool = True,

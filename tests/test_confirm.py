@@ -168,8 +168,11 @@ def test_runs_of_the_same_config_seed_and_protocol_are_reused_and_others_refused
     assert list(found) == [(results.config_key(done), 3)]
     assert found[(results.config_key(done), 3)]["reused_from"] == "old"
     trained = [{**_run("softmax_ste", 1.0, 1.0, 4, 0.5), "round": 0}]
-    ordered = confirm.in_run_order(wanted, trained, found)
+    ordered, figures = confirm.in_run_order(wanted, trained, found)
     assert [r["seed"] for r in ordered] == [3, 4] and "reused_from" not in ordered[1]
+    assert figures == []
+    _, figures = confirm.in_run_order(wanted, trained, found, [{"gate_hist": [1.0]}])
+    assert figures == [None, {"gate_hist": [1.0]}]  # the reused run has no arrays
     # A source written before train_* were measured at the evaluation's step: they are left out.
     old_done = {**done, "final": {**done["final"], "train_loss": 0.3}}
     old_done["curve"] = {"step": [10], "train_loss": [0.3], "val_acc_stoch": [0.8]}

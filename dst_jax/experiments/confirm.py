@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             if to_train
             else runner.Trained([], [], {})
         )
-        trained.records = confirm.in_run_order(runs, trained.records, reused)
+        trained.records, trained.figures = confirm.in_run_order(
+            runs, trained.records, reused, trained.figures
+        )
         runner.write(task, prepared, trained, args.out, command=command, confirmation=record)
     except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
         print(f"error: {e}", file=sys.stderr)
