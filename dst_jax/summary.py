@@ -28,6 +28,8 @@ def _fmt(x: float, digits: int = 4) -> str:
 def mean_std_ci(row: dict[str, Any], metric: str, digits: int = 4) -> str:
     """ "mean ± std [lo, hi]" (std ddof = 1, 95% Student-t interval of the mean over seeds)."""
     m, s, ci = row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_ci"]
+    if not math.isfinite(m):
+        return "-"  # no seed of the config recorded it (e.g. a run reused without train_*)
     if not math.isfinite(s):
         return f"{_fmt(m, digits)} (1 seed)"
     return f"{_fmt(m, digits)} ± {_fmt(s, digits)} [{_fmt(m - ci, digits)}, {_fmt(m + ci, digits)}]"
