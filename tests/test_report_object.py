@@ -23,7 +23,16 @@ def load(name: str):
 
 @pytest.mark.parametrize(
     "name",
-    ["sbn", "cae", "dlgn", "sbn-confirm", "cae-confirm", "sbn-halving", "sbn-halving-confirm"],
+    [
+        "sbn",
+        "cae",
+        "dlgn",
+        "sbn-confirm",
+        "cae-confirm",
+        "sbn-halving",
+        "sbn-halving-confirm",
+        "sbn-halving-confirm-8",
+    ],
 )
 def test_committed_summaries_render_from_the_report_byte_for_byte(name):
     task, res = load(name)
