@@ -288,3 +288,17 @@ def test_only_the_plotting_module_imports_matplotlib():
         if "import matplotlib" in text or "from matplotlib" in text:
             importers.append(str(path.relative_to(REPO)))
     assert importers == ["dst_jax/plotting.py"]
+
+
+def test_task_figures_of_runs_without_arrays_draw_from_their_final_metrics(tmp_path):
+    # A confirmation's reused runs have no training arrays (None in the list): the histograms
+    # of the best configs come from their recorded final metrics.
+    from dst_jax import confirm
+    from dst_jax.sweep.report import build_report
+
+    res = json.loads((REPO / "results" / "dlgn-confirm" / "results.json").read_text())
+    task = confirm.task_from_results(res)
+    best = build_report(task, res).best
+    arrays: list = [None] * len(res["runs"])
+    written = figures.task_figures(task, res, best, arrays, str(tmp_path))
+    assert written == ["gate_hist.png"] and (tmp_path / "gate_hist.png").stat().st_size > 0
