@@ -65,6 +65,7 @@ def test_parts_of_different_protocols_or_sharing_an_estimator_are_refused():
         "eval_every": lambda r: r["config"].update(eval_every=250),
         "sweep.select_on": lambda r: r["config"]["sweep"].update(select_on="test"),
         "sweep.lrs": lambda r: r["config"]["sweep"].update(lrs=[0.01]),
+        "sweep.optimizer": lambda r: r["config"]["sweep"].update(optimizer="sgd"),
         "seeds": lambda r: [run.update(seed=run["seed"] + 3) for run in r["runs"]],
         "confirmation": lambda r: r.update(confirmation={"from": "x"}),
         "train_metrics": lambda r: r.update(train_metrics="last_step"),
@@ -74,6 +75,11 @@ def test_parts_of_different_protocols_or_sharing_an_estimator_are_refused():
         change(other)
         with pytest.raises(ValueError, match=f"b and a differ in {setting} "):
             merge.merge_results([("a", a), ("b", other)])
+    # A part that records the default optimizer is the same protocol as one written before
+    # the optimizer was recorded.
+    explicit = copy.deepcopy(b)
+    explicit["config"]["sweep"].update(optimizer="adam", momentum=None)
+    assert merge.merge_results([("a", a), ("b", explicit)])["runs"]
     with pytest.raises(ValueError, match="at least one"):
         merge.merge_results([])
 

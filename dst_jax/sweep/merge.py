@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dst_jax.sweep.config import OPTIMIZER_FIELDS, SweepConfig
 from dst_jax.sweep.results import train_metrics_of
 
 # Sweep settings every part must share, beside the task config, length, evaluation schedule and
@@ -33,6 +34,7 @@ SHARED_SWEEP = (
     "refine",
     "prng",
 )
+OPTIMIZER_DEFAULTS = {k: getattr(SweepConfig(), k) for k in OPTIMIZER_FIELDS}
 SHARED_CONFIRMATION = ("select", "screen_steps", "screen_seeds", "seeds")
 
 
@@ -55,6 +57,11 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, An
     ]
     sa, sb = ca.get("sweep", {}), cb.get("sweep", {})
     pairs += [(f"sweep.{k}", sa.get(k), sb.get(k)) for k in SHARED_SWEEP]
+    # The optimizer's settings, at their defaults where a results file predates them.
+    pairs += [
+        (f"sweep.{k}", sa.get(k, default), sb.get(k, default))
+        for k, default in OPTIMIZER_DEFAULTS.items()
+    ]
     if "confirmation" in a and "confirmation" in b:
         ra, rb = a["confirmation"], b["confirmation"]
         pairs += [(f"confirmation.{k}", ra.get(k), rb.get(k)) for k in SHARED_CONFIRMATION]
