@@ -142,3 +142,29 @@ def test_help_has_readable_metavars_every_set_field_and_an_example(capsys):
         for f in dataclasses.fields(config):
             assert re.search(rf"^    {f.name}: \S.* = ", section, re.M), (task, f.name)
     assert "    beta: float = 1.0" in text and "    hidden: tuple[int, ...] = 200,200" in text
+
+
+@pytest.mark.parametrize(
+    "raised, line",
+    [
+        (SystemExit("--seeds 0: give at least 1"), "error: --seeds 0: give at least 1"),
+        (SystemExit("error: already prefixed"), "error: already prefixed"),
+        (ValueError("bad grid"), "error: bad grid"),
+        (OSError("no such folder"), "error: no such folder"),
+    ],
+)
+def test_every_command_reports_bad_input_as_one_error_line(capsys, raised, line):
+    from dst_jax.experiments.errors import report_error
+
+    assert report_error(raised) == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_exits_without_a_message_pass_through():
+    # argparse's own usage exits (status 2, already printed) and sys.exit(0) are not ours to word.
+    from dst_jax.experiments.errors import report_error
+
+    for code in (0, 2, None):
+        with pytest.raises(SystemExit) as exc:
+            report_error(SystemExit(code))
+        assert exc.value.code == code

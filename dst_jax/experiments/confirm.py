@@ -27,6 +27,7 @@ from pathlib import Path
 from dst_jax import confirm, runner
 from dst_jax.argtypes import int_at_least, names, positive_float, positive_int
 from dst_jax.experiments import report
+from dst_jax.experiments.errors import report_error
 from dst_jax.experiments.run import check_out_dir
 from dst_jax.sweep import results
 
@@ -135,14 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             runs, trained.records, reused, trained.figures
         )
         runner.write(task, prepared, trained, args.out, command=command, confirmation=record)
-    except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # a --reuse folder that is not a finished sweep
-        if not isinstance(e.code, str):
-            raise
-        print(e.code if e.code.startswith("error:") else f"error: {e.code}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, SystemExit) as e:  # bad input, missing data: not a traceback
+        return report_error(e)
     return 0
 
 

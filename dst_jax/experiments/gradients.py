@@ -45,6 +45,7 @@ import jax
 
 from dst_jax import compilation_cache
 from dst_jax.argtypes import floats, names, positive_int
+from dst_jax.experiments.errors import report_error
 from dst_jax.gradients import report
 from dst_jax.gradients.claims import (  # noqa: F401  (public names of this module, kept)
     CLAIM_PARTS,
@@ -152,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             written = replot(args.out)
         except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            return report_error(e)
         print(f"redrew {len(written)} figures in {args.out}")
         return 0
     compilation_cache.enable()
@@ -166,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         doc = run(settings, args.out, args.data_dir, command)
     except ValueError as e:  # bad input: a clear message, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     print(f"wrote {args.out}/gradients.json and summary.md in {doc['wall_s']:.1f} s")
     return 0
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from dst_jax import confirm, provenance
 from dst_jax.experiments import report
+from dst_jax.experiments.errors import report_error
 from dst_jax.experiments.run import check_out_dir
 from dst_jax.io import atomic_write_json
 from dst_jax.runner import write_outputs
@@ -91,14 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = [(p, *report.load(Path(p))) for p in args.parts]
         merged = merge.merge_results([(p, res) for p, res, _ in loaded])
         task = confirm.task_from_results(merged)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:
-        if not isinstance(e.code, str):
-            raise
-        print(e.code if e.code.startswith("error:") else f"error: {e.code}", file=sys.stderr)
-        return 2
+    except (ValueError, SystemExit) as e:
+        return report_error(e)
     command = "python -m experiments.merge " + shlex.join(sys.argv[1:] if argv is None else argv)
     os.makedirs(args.out, exist_ok=True)
     written = write_outputs(task, merged, [], args.out)

@@ -29,6 +29,7 @@ from typing import Any
 
 from dst_jax import confirm, runner, summary, tasks
 from dst_jax.argtypes import int_at_least
+from dst_jax.experiments.errors import report_error
 from dst_jax.sweep import report as report_lib
 from dst_jax.sweep import results
 from dst_jax.tasks.base import direction
@@ -356,11 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rewrote in {args.out_dir}: {', '.join(written)}\n")
         text = report(args.out_dir, args.select_on, tuple(args.grid))
     except SystemExit as e:
-        if not isinstance(e.code, str):
-            raise
-        message = e.code.removeprefix("error: ")
-        print(f"error: {message}", file=sys.stderr)  # one line, exit code 2 like argparse's
-        return 2
+        return report_error(e)
     print(text)
     return 0
 

@@ -32,6 +32,7 @@ from typing import Any
 from dst_jax import compilation_cache, tasks
 from dst_jax.argtypes import floats, int_at_least, names, positive_float, positive_int
 from dst_jax.experiments import flags
+from dst_jax.experiments.errors import report_error
 from dst_jax.experiments.flags import Flag
 from dst_jax.experiments.task_source import TaskSource, task_source
 from dst_jax.runner import run_sweep
@@ -376,11 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except SystemExit as e:
-        if not isinstance(e.code, str):
-            raise  # argparse's own exits (usage errors already print one line with code 2)
-        message = e.code if e.code.startswith("error:") else f"error: {e.code}"
-        print(message, file=sys.stderr)
-        return 2
+        return report_error(e)
 
 
 def resolve(argv: list[str]) -> tuple[argparse.Namespace, Any, SweepConfig]:
@@ -437,8 +434,7 @@ def _main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
     except (ValueError, OSError) as e:  # bad input, missing data: one line, not a traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(e)
     return 0
 
 
