@@ -32,6 +32,7 @@ def load(name: str):
         "sbn-halving",
         "sbn-halving-confirm",
         "sbn-halving-confirm-8",
+        "dlgn-confirm-beyond",
     ],
 )
 def test_committed_summaries_render_from_the_report_byte_for_byte(name):
