@@ -56,10 +56,16 @@ def best_table(
         if row is None:
             lines.append(f"| {est} | " + " | ".join(["-"] * (len(head) - 1)) + " |")
             continue
+        entry = _entry(est)
+        # A temperature-free estimator (the relaxation) runs at placeholder temperatures.
+        taus = (
+            ["-", "-"]
+            if entry is not None and entry.n_temperatures == 0
+            else [f"{row['tau_f']:g}", f"{row['tau_b']:g}"]
+        )
         cells = [
             est,
-            f"{row['tau_f']:g}",
-            f"{row['tau_b']:g}",
+            *taus,
             f"{row['lr']:g}",
             *(
                 "-"

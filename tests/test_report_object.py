@@ -90,3 +90,15 @@ def _extendable(rep, est, trained) -> bool:
         if where in ("low edge", "high edge") and refine.beyond(values, where) is not None:
             return True
     return False
+
+
+def test_a_temperature_free_estimator_shows_no_temperatures():
+    # The relaxation is trained at placeholder temperatures; its table row must not show them.
+    task, res = load("dlgn")
+    text = runner.summary_text(task, build_report(task, res))
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():  # the first table: the best config per estimator
+        rows.setdefault(line.split(" | ")[0], line.split(" | ")[1:3])
+    assert rows["| softmax_relaxation"] == ["-", "-"]
+    assert rows["| decoupled_st"] == ["0.0333333", "1"]
+    assert rows["| softmax_ste"] == ["0.3", "0.3"]
