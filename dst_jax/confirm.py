@@ -196,7 +196,11 @@ def reusable_records(
     recorded = cfg.get("sweep", {})
     pairs = [
         ("task", task.name, source["task"]),
-        ("task config", json.loads(json.dumps(dataclasses.asdict(task.config))), cfg["task"]),
+        (
+            "task config",
+            json.loads(json.dumps(dataclasses.asdict(task.config))),
+            tasks.config_with_defaults(source["task"], cfg["task"]),
+        ),
         ("steps", steps, cfg["steps"]),
         ("eval_every", min(sweep.eval_every, steps), cfg["eval_every"]),
     ]

@@ -191,6 +191,15 @@ def test_runs_of_the_same_config_seed_and_protocol_are_reused_and_others_refused
     changed["config"]["task"]["hidden"] = [8, 8]
     with pytest.raises(ValueError, match="trained with task config"):
         confirm.reusable_records("old", changed, task, sweep, wanted)
+    # A source written before a task config field existed was trained at its default.
+    older = _source([done])
+    del older["config"]["task"]["eval_batch_size"]
+    assert list(confirm.reusable_records("old", older, task, sweep, wanted)) == [
+        (results.config_key(done), 3)
+    ]
+    older["config"]["task"]["eval_batch_size"] = task.config.eval_batch_size + 1
+    with pytest.raises(ValueError, match="trained with task config"):
+        confirm.reusable_records("old", older, task, sweep, wanted)
 
 
 def test_selection_follows_the_screens_split_and_direction():

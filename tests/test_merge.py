@@ -80,6 +80,13 @@ def test_parts_of_different_protocols_or_sharing_an_estimator_are_refused():
     explicit = copy.deepcopy(b)
     explicit["config"]["sweep"].update(optimizer="adam", momentum=None)
     assert merge.merge_results([("a", a), ("b", explicit)])["runs"]
+    # A part written before a task config field existed was trained at the field's default.
+    older = copy.deepcopy(b)
+    default = older["config"]["task"].pop("eval_batch_size")
+    assert merge.merge_results([("a", a), ("b", older)])["runs"]
+    older["config"]["task"]["eval_batch_size"] = default + 1
+    with pytest.raises(ValueError, match="b and a differ in task config "):
+        merge.merge_results([("a", a), ("b", older)])
     with pytest.raises(ValueError, match="at least one"):
         merge.merge_results([])
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from dst_jax.sweep.config import OPTIMIZER_FIELDS, SweepConfig
 from dst_jax.sweep.results import train_metrics_of
+from dst_jax.tasks import config_with_defaults
 
 # Sweep settings every part must share, beside the task config, length, evaluation schedule and
 # seeds; the others (estimators, temperature axes, chunk sizes, checkpoint interval) may differ.
@@ -45,7 +46,11 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, An
     pairs = [
         ("task", a["task"], b["task"]),
         ("dataset", a.get("dataset"), b.get("dataset")),
-        ("task config", ca.get("task"), cb.get("task")),
+        (
+            "task config",
+            config_with_defaults(a["task"], ca.get("task", {})),
+            config_with_defaults(b["task"], cb.get("task", {})),
+        ),
         ("steps", ca.get("steps"), cb.get("steps")),
         ("steps_per_epoch", ca.get("steps_per_epoch"), cb.get("steps_per_epoch")),
         ("eval_every", ca.get("eval_every"), cb.get("eval_every")),

@@ -7,7 +7,9 @@ Modules are imported lazily so that importing one task never pays for the others
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 from typing import Any
 
 from dst_jax.tasks.base import Batch, Hparams, Task, TaskBase, direction
@@ -28,4 +30,26 @@ def make(name: str, config: Any | None = None) -> Task:
     return mod.make_task(config if config is not None else mod.Config())
 
 
-__all__ = ["TASK_NAMES", "Batch", "Hparams", "Task", "TaskBase", "direction", "make", "module"]
+def config_with_defaults(name: str, recorded: dict[str, Any]) -> dict[str, Any]:
+    """A results file's task config (as JSON) with every field it predates at its default.
+
+    Results written before a task config field existed compare equal to results that leave it
+    at its default, the value that keeps the old behaviour. A task this installation does not
+    know (a user's own model) is returned as recorded."""
+    if name not in _MODULES:
+        return dict(recorded)
+    defaults = json.loads(json.dumps(dataclasses.asdict(module(name).Config())))
+    return {**defaults, **recorded}
+
+
+__all__ = [
+    "TASK_NAMES",
+    "Batch",
+    "Hparams",
+    "Task",
+    "TaskBase",
+    "config_with_defaults",
+    "direction",
+    "make",
+    "module",
+]
