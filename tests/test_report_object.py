@@ -33,6 +33,9 @@ def load(name: str):
         "sbn-halving-confirm",
         "sbn-halving-confirm-8",
         "dlgn-confirm-beyond",
+        "cae-halving",
+        "cae-halving-confirm",
+        "cae-halving-confirm-10",
     ],
 )
 def test_committed_summaries_render_from_the_report_byte_for_byte(name):
