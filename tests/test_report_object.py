@@ -32,6 +32,7 @@ def load(name: str):
         "sbn-halving",
         "sbn-halving-confirm",
         "sbn-halving-confirm-8",
+        "sbn-halving-beyond",
         "dlgn-confirm-beyond",
         "cae-halving",
         "cae-halving-confirm",
