@@ -33,6 +33,7 @@ def load(name: str):
         "sbn-halving-confirm",
         "sbn-halving-confirm-8",
         "sbn-halving-beyond",
+        "sbn-halving-confirm-beyond",
         "dlgn-confirm-beyond",
         "cae-halving",
         "cae-halving-confirm",
