@@ -198,7 +198,7 @@ def reusable_records(
         ("task", task.name, source["task"]),
         (
             "task config",
-            json.loads(json.dumps(dataclasses.asdict(task.config))),
+            tasks.config_as_json(task.config),
             tasks.config_with_defaults(source["task"], cfg["task"]),
         ),
         ("steps", steps, cfg["steps"]),

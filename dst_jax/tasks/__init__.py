@@ -30,6 +30,11 @@ def make(name: str, config: Any | None = None) -> Task:
     return mod.make_task(config if config is not None else mod.Config())
 
 
+def config_as_json(config: Any) -> dict[str, Any]:
+    """A task config dataclass as results.json holds it (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
 def config_with_defaults(name: str, recorded: dict[str, Any]) -> dict[str, Any]:
     """A results file's task config (as JSON) with every field it predates at its default.
 
@@ -38,8 +43,7 @@ def config_with_defaults(name: str, recorded: dict[str, Any]) -> dict[str, Any]:
     know (a user's own model) is returned as recorded."""
     if name not in _MODULES:
         return dict(recorded)
-    defaults = json.loads(json.dumps(dataclasses.asdict(module(name).Config())))
-    return {**defaults, **recorded}
+    return {**config_as_json(module(name).Config()), **recorded}
 
 
 __all__ = [
@@ -48,6 +52,7 @@ __all__ = [
     "Hparams",
     "Task",
     "TaskBase",
+    "config_as_json",
     "config_with_defaults",
     "direction",
     "make",
